@@ -1,0 +1,22 @@
+"""The behaviour timeline: one row per event id, ordered by when the event happened."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index
+from sqlmodel import Field
+
+from services.contacts.db import ContactsBase
+from services.kit.db import UTCDateTime
+
+
+class TimelineEvent(ContactsBase, table=True):  # type: ignore[call-arg]
+    __tablename__ = "timeline_event"
+    __table_args__ = (Index("ix_timeline_event_contact_occurred", "contact_id", "occurred_at"),)
+
+    id: str = Field(primary_key=True, max_length=128)
+    contact_id: str = Field(foreign_key="contact.id", ondelete="CASCADE", max_length=32)
+    type: str = Field(max_length=64, index=True)
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+    received_at: datetime = Field(sa_type=UTCDateTime)
+    properties: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)

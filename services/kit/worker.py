@@ -1,0 +1,97 @@
+"""The arq worker every service runs beside its API.
+
+`build_worker_settings` returns the class arq's runner reads. On start the worker opens the
+service's database and clients, and runs the outbox relay and sweep and any periodic tasks of the
+service in the background; on stop it closes them. Jobs get the database as `ctx["db"]`, the
+clients as `ctx["clients"]`, the settings as `ctx["settings"]` and the outbox as `ctx["outbox"]`.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from arq.worker import Function
+
+from services.kit.db import Database
+from services.kit.http import ServiceClient
+from services.kit.logging import get_logger
+from services.kit.outbox import Outbox
+from services.kit.queue import deserialize_job, queue_name, redis_settings, serialize_job
+from services.kit.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+Context = dict[str, Any]
+Periodic = Callable[[Context], Awaitable[None]]
+
+
+async def _repeat(name: str, task: Periodic, ctx: Context, interval_s: float) -> None:
+    while True:
+        try:
+            await task(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a periodic task must survive outages and retry
+            log.warning("worker.periodic_failed", task=name, error=repr(error))
+        await asyncio.sleep(interval_s)
+
+
+def build_worker_settings(
+    settings: ServiceSettings,
+    *,
+    functions: Sequence[Function],
+    outbox: Outbox | None = None,
+    clients: Sequence[str] = (),
+    periodic: Sequence[Periodic] = (),
+    on_startup: Sequence[Callable[[Context], Awaitable[None]]] = (),
+    max_jobs: int = 20,
+) -> type:
+    """Return an arq `WorkerSettings` class for one service."""
+
+    async def startup(ctx: Context) -> None:
+        ctx["settings"] = settings
+        ctx["db"] = Database(settings.database_url, pool_size=settings.database_pool_size)
+        ctx["outbox"] = outbox
+        ctx["clients"] = {
+            name: ServiceClient(
+                name, settings.url_of(name), internal_token=settings.internal_token, timeout_s=settings.http_timeout_s
+            )
+            for name in clients
+        }
+        interval_s = settings.sweep_interval_ms / 1000
+        tasks = []
+        if outbox is not None:
+            outbox.listen_for_commits()
+            tasks.append(asyncio.create_task(outbox.run(ctx["db"], ctx["redis"], interval_s=interval_s, sweep=True)))
+        for task in periodic:
+            tasks.append(asyncio.create_task(_repeat(task.__name__, task, ctx, interval_s)))
+        ctx["background_tasks"] = tasks
+        for hook in on_startup:
+            await hook(ctx)
+        log.info("worker.started", queue=queue_name(settings.namespace, settings.service_name))
+
+    async def shutdown(ctx: Context) -> None:
+        for task in ctx.get("background_tasks", []):
+            task.cancel()
+        await asyncio.gather(*ctx.get("background_tasks", []), return_exceptions=True)
+        for client in ctx.get("clients", {}).values():
+            await client.aclose()
+        if "db" in ctx:
+            await ctx["db"].dispose()
+        log.info("worker.stopped")
+
+    attributes: dict[str, Any] = {
+        "functions": list(functions),
+        "queue_name": queue_name(settings.namespace, settings.service_name),
+        "redis_settings": redis_settings(settings.redis_url),
+        "job_serializer": serialize_job,
+        "job_deserializer": deserialize_job,
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "max_jobs": max_jobs,
+        "job_timeout": 300,
+        "keep_result": 3600,
+        "poll_delay": 0.05,
+        "health_check_interval": 10,
+    }
+    return type(f"{settings.service_name.title()}WorkerSettings", (), attributes)
