@@ -246,7 +246,8 @@ class ContactCsvReader:
         except StopIteration:
             raise ImportFileError("the file is empty; the first line must be a header naming the columns") from None
         except _LineTooLong as error:
-            raise ImportFileError(f"the header line has {error.length} bytes, more than the limit") from None
+            limit = self._source.max_line_bytes
+            raise ImportFileError(f"the header line has {error.length} bytes, more than the limit of {limit}") from None
         except (_RowTooLarge, csv.Error) as error:
             raise ImportFileError(f"the header line could not be parsed: {error}") from None
 
