@@ -1,0 +1,188 @@
+"""Rule matching: which rules a contact or an event satisfies, as a function of the inputs only.
+
+The scoring service keeps the contact, the events and the ledger in its database and passes them
+in; the engine session lives only for one call. Two processes given the same inputs return the
+same matches, in the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from services.scoring.rules.compiler import CompiledRuleSet, EngineRule, Program
+from services.scoring.rules.engine import Evaluation
+from services.scoring.rules.errors import EngineError, ScoringInputError
+from services.scoring.rules.facts import EventRecord, contact_fact, event_fact, parse_event
+from services.scoring.rules.model import PatternRule, RuleKind
+
+CURRENT_FACT_ID = "e0"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleMatch:
+    """One rule satisfied by the inputs.
+
+    `event_id` is the ledger key of the match: the event itself for an engagement rule, the last
+    event of the sequence for a pattern rule, None for a fit rule. `event_ids` lists every event
+    of a pattern in step order.
+    """
+
+    rule: str
+    kind: RuleKind
+    points: int
+    event_id: str | None
+    occurred_at: datetime | None
+    event_ids: tuple[str, ...]
+
+
+def match_fit(compiled: CompiledRuleSet, *, contact: Mapping[str, Any]) -> list[RuleMatch]:
+    """Return the fit rules the contact satisfies, in rule-set order.
+
+    `contact` is the contact document, e.g. `{"email": ..., "attributes": {...},
+    "company": {...}}`; rule fields are dot paths into it.
+    """
+    _check_contact(contact)
+    program = compiled.plan.fit
+    if compiled.fit_engine is None or program.contact_layout is None:
+        return []
+
+    evaluation = compiled.fit_engine.evaluate([contact_fact(program.contact_layout, contact)])
+    matches = {
+        rule.rule_name: RuleMatch(
+            rule=rule.rule_name,
+            kind=RuleKind.FIT,
+            points=rule.points,
+            event_id=None,
+            occurred_at=None,
+            event_ids=(),
+        )
+        for rule in _fired_rules(program, evaluation)
+    }
+    order = {rule.name: index for index, rule in enumerate(compiled.rule_set.rules)}
+    return sorted(matches.values(), key=lambda match: order[match.rule])
+
+
+def match_event(
+    compiled: CompiledRuleSet,
+    *,
+    contact: Mapping[str, Any],
+    event: Mapping[str, Any],
+    recent_events: Sequence[Mapping[str, Any]] = (),
+) -> list[RuleMatch]:
+    """Return the engagement and pattern rules that `event` satisfies.
+
+    Args:
+        contact: the contact document, read by rules with `contact_when`.
+        event: `{id, type, occurred_at, properties?}`; `occurred_at` is timezone-aware.
+        recent_events: the contact's other events, for pattern rules. Events further than
+            `compiled.history_window` from `event`, repeats of an id and the event itself are
+            ignored, so passing a wider slice of the timeline is safe.
+
+    A pattern match includes `event` as one of its steps. Matches that end on the same event are
+    reported once, with the sequence that starts earliest.
+    """
+    _check_contact(contact)
+    current = parse_event(event, "event")
+    program = compiled.plan.events
+    if compiled.event_engine is None:
+        return []
+
+    records = {CURRENT_FACT_ID: current}
+    records.update(_history(compiled, current, recent_events))
+    facts = [
+        event_fact(program.event_layout, record, fact_id=fact_id, current=fact_id == CURRENT_FACT_ID)
+        for fact_id, record in records.items()
+    ]
+    if program.contact_layout is not None:
+        facts.append(contact_fact(program.contact_layout, contact))
+
+    evaluation = compiled.event_engine.evaluate(facts)
+    return _event_matches(compiled, program, evaluation, records)
+
+
+def _history(
+    compiled: CompiledRuleSet, current: EventRecord, recent_events: Sequence[Mapping[str, Any]]
+) -> dict[str, EventRecord]:
+    step_types = _pattern_step_types(compiled)
+    if not step_types:
+        return {}
+    if not isinstance(recent_events, Sequence) or isinstance(recent_events, str | bytes):
+        raise ScoringInputError("recent_events", "must be a list of events")
+
+    window = compiled.history_window
+    seen = {current.id}
+    history: dict[str, EventRecord] = {}
+    for index, raw in enumerate(recent_events):
+        record = parse_event(raw, f"recent_events[{index}]")
+        if record.id in seen or record.type not in step_types:
+            continue
+        if abs(record.occurred_at - current.occurred_at) > window:
+            continue
+        seen.add(record.id)
+        history[f"e{len(history) + 1}"] = record
+    return history
+
+
+def _pattern_step_types(compiled: CompiledRuleSet) -> frozenset[str]:
+    return frozenset(
+        step.event
+        for rule in compiled.rule_set.rules
+        if isinstance(rule, PatternRule)
+        for step in rule.steps
+    )
+
+
+def _event_matches(
+    compiled: CompiledRuleSet,
+    program: Program,
+    evaluation: Evaluation,
+    records: Mapping[str, EventRecord],
+) -> list[RuleMatch]:
+    best: dict[tuple[str, str], tuple[tuple[Any, ...], RuleMatch]] = {}
+    for engine_match in evaluation.matches:
+        rule = _engine_rule(program, engine_match.rule_key)
+        steps = [records[str(engine_match.facts[alias]["id"])] for alias in rule.steps]
+        match = _rule_match(rule, steps)
+        assert match.event_id is not None
+        # Among sequences ending on the same event, keep the earliest start for a stable result.
+        rank = tuple((record.occurred_at, record.id) for record in steps)
+        key = (match.rule, match.event_id)
+        if key not in best or rank < best[key][0]:
+            best[key] = (rank, match)
+
+    order = {rule.name: index for index, rule in enumerate(compiled.rule_set.rules)}
+    matches = [match for _rank, match in best.values()]
+    return sorted(matches, key=lambda match: (order[match.rule], match.occurred_at, match.event_id))
+
+
+def _rule_match(rule: EngineRule, steps: list[EventRecord]) -> RuleMatch:
+    last = steps[-1]
+    return RuleMatch(
+        rule=rule.rule_name,
+        kind=rule.kind,
+        points=rule.points,
+        event_id=last.id,
+        occurred_at=last.occurred_at,
+        event_ids=tuple(record.id for record in steps),
+    )
+
+
+def _fired_rules(program: Program, evaluation: Evaluation) -> Iterable[EngineRule]:
+    for engine_match in evaluation.matches:
+        yield _engine_rule(program, engine_match.rule_key)
+
+
+def _engine_rule(program: Program, key: str) -> EngineRule:
+    rule = program.rules.get(key)
+    if rule is None:
+        raise EngineError(f"the rules engine reported an unknown rule key {key!r}")
+    return rule
+
+
+def _check_contact(contact: object) -> None:
+    if not isinstance(contact, Mapping):
+        raise ScoringInputError("contact", "must be an object")
+
