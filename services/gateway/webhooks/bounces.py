@@ -52,7 +52,7 @@ def parse_enhanced_status(value: str | None) -> EnhancedStatus | None:
     return EnhancedStatus(*(int(part) for part in match.groups()))
 
 
-def _status_says_hard(status: EnhancedStatus) -> bool:
+def _is_hard_status(status: EnhancedStatus) -> bool:
     # Subject 1 is addressing (bad mailbox, bad domain, bad syntax, moved), except detail 5
     # "destination address valid". 5.4.4 is "unable to route": the domain has no mail server.
     if status.status_class != 5:
@@ -61,7 +61,7 @@ def _status_says_hard(status: EnhancedStatus) -> bool:
     return addressing or (status.subject, status.detail) == (4, 4)
 
 
-def _status_says_soft(status: EnhancedStatus) -> bool:
+def _is_soft_status(status: EnhancedStatus) -> bool:
     # Class 4 is temporary. 5.7.x is security or policy (blocklists, DMARC, reputation), which
     # does not describe the mailbox. 5.2.2 is mailbox full.
     if status.status_class == 4:
@@ -82,9 +82,9 @@ def refine_bounce_type(event_type: EventType, smtp_status: str | None) -> EventT
     status = parse_enhanced_status(smtp_status)
     if status is None:
         return event_type
-    if _status_says_hard(status):
+    if _is_hard_status(status):
         return EventType.BOUNCED_HARD
-    if _status_says_soft(status):
+    if _is_soft_status(status):
         return EventType.BOUNCED_SOFT
     return event_type
 
@@ -115,27 +115,31 @@ def classify_failure(
     """Classify a failure report; a decisive enhanced status code wins over every hint.
 
     `provider_label` is the provider's own word, such as SES `Transient`, SendGrid `blocked` or
-    Postmark `AutoResponder`. Without a decisive code the hints apply in this order: complaint,
-    automatic reply, policy block, then the label's hard or soft meaning. Soft is the default,
-    because a failure that proves nothing must not suppress an address.
+    Postmark `AutoResponder`. Class 5 subject 7 is a policy block. Class 4 subject 7 is one only
+    when the label or text names a block, because greylisting uses 4.7.x too. Without a decisive
+    code the hints apply in this order: complaint, automatic reply, policy block, then the label's
+    hard or soft meaning. Soft is the default, because a failure that proves nothing must not
+    suppress an address.
     """
     label = (provider_label or "").strip().lower()
     if event_type is EventType.COMPLAINED or label in _COMPLAINT_LABELS:
         return FailureClass.COMPLAINT
 
+    text = diagnostic or ""
+    block_hint = label in _BLOCK_LABELS or _BLOCK_TEXT.search(text) is not None
     status = parse_enhanced_status(smtp_status)
     if status is not None:
-        if _status_says_hard(status):
+        if _is_hard_status(status):
             return FailureClass.HARD
-        if status.status_class in (4, 5) and status.subject == 7:
+        # 4.7.x also covers greylisting, which is a plain retry, so it needs a block hint.
+        if status.subject == 7 and (status.status_class == 5 or block_hint):
             return FailureClass.BLOCK
-        if _status_says_soft(status):
+        if _is_soft_status(status):
             return FailureClass.SOFT
 
-    text = diagnostic or ""
     if label in _AUTO_REPLY_LABELS or _AUTO_REPLY_TEXT.search(text):
         return FailureClass.AUTO_REPLY
-    if label in _BLOCK_LABELS or _BLOCK_TEXT.search(text):
+    if block_hint:
         return FailureClass.BLOCK
     if event_type is EventType.BOUNCED_HARD or label in _HARD_LABELS:
         return FailureClass.HARD
