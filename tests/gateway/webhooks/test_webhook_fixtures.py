@@ -1,7 +1,8 @@
 """Every request in the fixture MANIFEST.json goes through `verify_and_map` with the test clock.
 
-Positive requests must produce exactly the expected common events; negative ones must be rejected
-with the provider's status, and the signature check alone must pass or fail as the manifest records.
+Positive requests must produce exactly the expected common events. Negative ones must be rejected
+with the provider's status, and their signature check alone must pass or fail as the manifest
+records.
 """
 
 import hashlib
