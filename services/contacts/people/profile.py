@@ -126,6 +126,9 @@ def _domain_problem(domain: str) -> str | None:
     if "." not in domain:
         return "a domain needs at least one dot, such as 'example.com'"
 
+    if "" in domain.split("."):
+        return "it has an empty label (two dots in a row, or a leading dot)"
+
     try:
         ascii_domain = domain.encode("idna").decode("ascii")
     except UnicodeError as error:

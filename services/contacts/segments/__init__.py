@@ -1,6 +1,13 @@
 """Segments: the JSON filter language, its validation and what a filter depends on."""
 
-from services.contacts.segments.fields import CONSENT_STATUSES, OPERATORS_BY_KIND, FieldSpec, ValueKind, resolve_field
+from services.contacts.segments.fields import (
+    CONSENT_STATUSES,
+    OPERATORS_BY_KIND,
+    FieldSpec,
+    UnknownFieldError,
+    ValueKind,
+    resolve_field,
+)
 from services.contacts.segments.filter import (
     AllOf,
     AnyOf,
@@ -40,6 +47,7 @@ __all__ = [
     "PropertyCondition",
     "TimeRange",
     "TimeWindow",
+    "UnknownFieldError",
     "ValueKind",
     "check_filter",
     "children",

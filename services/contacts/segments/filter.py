@@ -157,7 +157,7 @@ class BehaviourCondition(BaseModel):
     model_config = _Strict
 
     event: Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)]
-    where: tuple[PropertyCondition, ...] = Field(default=(), max_length=MAX_WHERE)
+    where: list[PropertyCondition] = Field(default_factory=list, max_length=MAX_WHERE)
     at_least: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     at_most: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     within_days: int | None = Field(default=None, ge=1, le=MAX_WINDOW_DAYS)
@@ -186,13 +186,13 @@ class BehaviourCondition(BaseModel):
 class AllOf(BaseModel):
     model_config = _Strict
 
-    all: tuple[FilterNode, ...] = Field(min_length=1, max_length=MAX_CHILDREN)
+    all: list[FilterNode] = Field(min_length=1, max_length=MAX_CHILDREN)
 
 
 class AnyOf(BaseModel):
     model_config = _Strict
 
-    any: tuple[FilterNode, ...] = Field(min_length=1, max_length=MAX_CHILDREN)
+    any: list[FilterNode] = Field(min_length=1, max_length=MAX_CHILDREN)
 
 
 class NotOf(BaseModel):

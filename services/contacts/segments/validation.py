@@ -141,7 +141,7 @@ def _check_size(node: FilterNode, root: str) -> list[FilterIssue]:
 def _depth(node: FilterNode) -> int:
     if isinstance(node, AllOf | AnyOf | NotOf):
         nested = node.negated if isinstance(node, NotOf) else node.all if isinstance(node, AllOf) else node.any
-        children = nested if isinstance(nested, tuple) else (nested,)
+        children = nested if isinstance(nested, list) else [nested]
         return 1 + max(_depth(child) for child in children)
 
     return 0
@@ -163,7 +163,7 @@ def _check_attribute_condition(
 
     if condition.op not in OPERATORS_BY_KIND[spec.kind]:
         allowed = ", ".join(sorted(OPERATORS_BY_KIND[spec.kind]))
-        message = f"{condition.op.value} does not apply to {condition.field}, a {spec.kind.value} field; use {allowed}"
+        message = f"{condition.op.value} does not apply to the {spec.kind.value} field {condition.field}; use {allowed}"
         return [FilterIssue(f"{path}.op", message)]
 
     def scalar_problem(value: object) -> str | None:
