@@ -74,10 +74,14 @@ def _reject(code: RejectionCode, reason: str) -> WebhookRejected:
     return WebhookRejected(403, reason, code=code)
 
 
-def sns_string_to_sign(envelope: Mapping[str, str]) -> bytes:
-    """Build the canonical `key\\nvalue\\n` string SNS signs, from the JSON-decoded values."""
-    keys = _SIGNED_KEYS[envelope["Type"]]
-    return "".join(f"{key}\n{envelope[key]}\n" for key in keys if key in envelope).encode("utf-8")
+def sns_string_to_sign(envelope: Mapping[str, str | None]) -> bytes:
+    """Build the canonical `key\\nvalue\\n` string SNS signs, from the JSON-decoded values.
+
+    An absent or null `Subject` is left out, as the AWS SDK for PHP's validator does.
+    """
+    keys = _SIGNED_KEYS[str(envelope["Type"])]
+    present = [key for key in keys if envelope.get(key) is not None]
+    return "".join(f"{key}\n{envelope[key]}\n" for key in present).encode("utf-8")
 
 
 def sns_signature_matches(envelope: Mapping[str, str], certificate: x509.Certificate) -> bool:
@@ -110,7 +114,7 @@ def _parse_envelope(body: bytes) -> dict[str, str]:
     missing = sorted(key for key in required if not isinstance(envelope.get(key), str))
     if missing:
         raise _reject(RejectionCode.MALFORMED_ENVELOPE, f"fields missing or not strings: {missing}")
-    if "Subject" in envelope and not isinstance(envelope["Subject"], str):
+    if envelope.get("Subject") is not None and not isinstance(envelope["Subject"], str):
         raise _reject(RejectionCode.MALFORMED_ENVELOPE, "Subject is not a string")
     return envelope
 

@@ -314,3 +314,21 @@ async def test_raw_delivery_header_rejected(
 
     assert rejected.value.code is RejectionCode.RAW_MESSAGE_DELIVERY
     assert certificate_host.requests == []
+
+
+@pytest.mark.parametrize("subject", [None, "Amazon SES Email Event Notification"])
+async def test_optional_subject_signed_when_present(
+    subject: str | None,
+    config: WebhookConfig,
+    replay_cache: RedisReplayCache,
+    cert_fetcher: CertificateFetcher,
+) -> None:
+    envelope = sign_sns(dict(_delivery(), Subject=subject))
+
+    result = await _send_envelope(envelope, config, replay_cache, cert_fetcher)
+    tampered = dict(envelope, Subject="changed")
+    with pytest.raises(WebhookRejected) as rejected:
+        await _send_envelope(tampered, config, replay_cache, cert_fetcher)
+
+    assert [event.type for event in result.events] == ["delivered"]
+    assert rejected.value.code is RejectionCode.BAD_SIGNATURE
