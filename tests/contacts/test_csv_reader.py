@@ -93,7 +93,7 @@ class TestCaseFourBadRows:
         assert row.reason == "invalid date: birthday"
         assert "'31/02/2024'" in row.detail
 
-    def test_last_line_without_newline_is_duplicate_of_line_6(self) -> None:
+    def test_unterminated_last_line_is_duplicate(self) -> None:
         row = self.results()[7]
 
         assert isinstance(row, DuplicateRow)

@@ -104,7 +104,7 @@ class TestCaseFourReport:
 
 
 class TestCaseSixConsent:
-    """A re-import that asks to subscribe a contact who unsubscribed by link."""
+    """A re-import that requests "subscribed" for a contact who unsubscribed by link."""
 
     MAPPING = {"email": "email", "first_name": "first_name", "status": "consent"}
 
@@ -164,7 +164,8 @@ class TestImportRows:
         assert (report.created, len(report.failed)) == (1, 1)
 
     async def test_several_problems_listed(self) -> None:
-        reader = ContactCsvReader(io.BytesIO(b"email,birthday\nnope,1990-02-30\n"), {"email": "email", "birthday": "birthday"}, {"birthday": BIRTHDAY})
+        data = io.BytesIO(b"email,birthday\nnope,1990-02-30\n")
+        reader = ContactCsvReader(data, {"email": "email", "birthday": "birthday"}, {"birthday": BIRTHDAY})
 
         report = await import_rows(reader, MemoryContactStore())
 

@@ -143,7 +143,7 @@ class TestRegressions:
             check_transition(current, target, reason=None, actor="ops:lee", allow_regression=True)
 
     def test_sql_back_to_mql_needs_flag(self) -> None:
-        """A contact at SQL stays there when a plain PATCH, import or automation asks for MQL."""
+        """A contact at SQL stays there when a plain PATCH, import or automation requests MQL."""
         with pytest.raises(TransitionNotAllowed):
             check_transition("SQL", "MQL", reason=None, actor="import:job-1")
 

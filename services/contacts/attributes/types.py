@@ -273,7 +273,8 @@ def _coerce_string_list(definition: AttributeDefinition, value: object) -> list[
 def _list_item(definition: AttributeDefinition, index: int, item: object) -> str:
     if not isinstance(item, str):
         detail = f"item {index} is {type(item).__name__}, expected a string"
-        raise AttributeValueError(f"{definition.field}[{index}]", f"invalid string_list: {definition.name}", detail, value=item)
+        summary = f"invalid string_list: {definition.name}"
+        raise AttributeValueError(f"{definition.field}[{index}]", summary, detail, value=item)
 
     return _checked_text(definition, item, MAX_LIST_ITEM_LENGTH)
 

@@ -57,7 +57,7 @@ _WHOLE_NUMBER = re.compile(r"\d{1,9}")
 class ParsedRow:
     """A valid row: the values of its non-blank mapped cells.
 
-    `consent_hints` maps a topic (None for overall consent) to the status the file asks for. They
+    `consent_hints` maps a topic (None for overall consent) to the status the file requests. They
     are hints because an import never changes the consent of an existing contact; the importer
     counts them as ignored for existing contacts and duplicates.
     """

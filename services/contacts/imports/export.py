@@ -44,7 +44,7 @@ def format_cell(value: object) -> str:
 def write_csv(out: TextIO, columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> int:
     """Write a header and one line per row to `out`, neutralising every cell; return the rows written.
 
-    `out` should be opened with `newline=""` as the csv module asks. Keys of a row that are not in
+    `out` should be opened with `newline=""`, as the csv module documentation requires. Keys of a row that are not in
     `columns` are not written, and a missing key writes an empty cell. Rows are written as they come,
     so a generator of rows keeps memory flat.
     """

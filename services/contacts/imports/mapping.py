@@ -33,7 +33,7 @@ class TargetKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ColumnTarget:
-    """Where the cells of one CSV column go; `name` is the field, company field, topic or attribute."""
+    """The destination of one CSV column: `name` is the contact field, company field or attribute."""
 
     column: str
     index: int

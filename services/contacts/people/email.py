@@ -50,7 +50,8 @@ def normalise_email(raw: object, *, field: str = "email") -> NormalisedEmail:
     try:
         validated = validate_email(trimmed, check_deliverability=False)
     except EmailNotValidError as error:
-        raise InvalidEmailError(field, f"invalid {field}", f"{trimmed!r} is not a valid address: {error}", value=raw) from error
+        detail = f"{trimmed!r} is not a valid address: {error}"
+        raise InvalidEmailError(field, f"invalid {field}", detail, value=raw) from error
 
     local_part = trimmed.rsplit("@", 1)[0]
     address = f"{local_part}@{validated.domain}"

@@ -1,4 +1,4 @@
-"""What each filter field path holds, so conditions can be checked against it."""
+"""The value kind of each filter field path, so conditions can be checked against it."""
 
 from __future__ import annotations
 

@@ -41,8 +41,8 @@ Text comparisons ignore case: compile them on `lower(column)` against the lower-
   On a list attribute it matches when the two lists share an element.
 - `contains`: text contains the value as a substring; a list attribute has the value as an element.
 - `starts_with`: text starts with the value.
-- `gt`, `gte`, `lt`, `lte`: ordered comparison for numbers, dates, datetimes and stages (stages
-  compare by funnel position, subscriber lowest; a contact at `disqualified` never matches).
+- `gt`, `gte`, `lt`, `lte`: ordered comparison for numbers, dates, datetimes and stages. Stages
+  compare by funnel position with subscriber lowest, and a contact at `disqualified` never matches.
 - `between`: the value is `[low, high]` with low ≤ high; matches low ≤ field ≤ high, both ends included.
 - `exists`: the value is true (field has a value) or false (field is missing).
 

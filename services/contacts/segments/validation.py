@@ -20,14 +20,12 @@ from services.contacts.segments.fields import (
     resolve_field,
 )
 from services.contacts.segments.filter import (
-    AllOf,
-    AnyOf,
     AttributeCondition,
     BehaviourCondition,
     FilterNode,
-    NotOf,
     Operator,
     PropertyCondition,
+    children,
     walk,
 )
 from services.contacts.stages.machine import FUNNEL, Stage
@@ -36,7 +34,7 @@ MAX_DEPTH = 10
 MAX_CONDITIONS = 200
 MAX_IN_VALUES = 500
 MAX_TEXT_VALUE_LENGTH = 1000
-# JSON nesting checked before pydantic sees the data, so a hostile filter cannot exhaust the stack.
+# JSON nesting is checked before pydantic validates the data, so a hostile filter cannot exhaust the stack.
 MAX_JSON_NESTING = 64
 
 _ADAPTER: TypeAdapter[FilterNode] = TypeAdapter(FilterNode)
@@ -139,12 +137,11 @@ def _check_size(node: FilterNode, root: str) -> list[FilterIssue]:
 
 
 def _depth(node: FilterNode) -> int:
-    if isinstance(node, AllOf | AnyOf | NotOf):
-        nested = node.negated if isinstance(node, NotOf) else node.all if isinstance(node, AllOf) else node.any
-        children = nested if isinstance(nested, list) else [nested]
-        return 1 + max(_depth(child) for child in children)
+    nested = children(node)
+    if not nested:
+        return 0
 
-    return 0
+    return 1 + max(_depth(child) for _, child in nested)
 
 
 def _check_attribute_condition(

@@ -1,4 +1,4 @@
-"""What a segment filter depends on: its rolling time windows and the data that can change membership.
+"""The dependencies of a segment filter: its rolling time windows and the data that can change membership.
 
 A contact can enter or leave a segment without any new data when a rolling window moves past one of
 its events. The service reads `time_windows` to plan re-evaluation: for a contact, the next such

@@ -20,7 +20,7 @@ Approver = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
 
 
 class Approvals(BaseModel):
-    """Who approved a version of a definition, for marketing and for sales."""
+    """The approvers of one version of a definition, for marketing and for sales."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

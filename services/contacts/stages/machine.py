@@ -75,29 +75,29 @@ class StageError(ValueError):
 
 
 class UnknownStageError(StageError):
-    """A stage name that is not one of the seven stages (the API answers 422)."""
+    """A stage name that is not one of the seven stages (maps to HTTP 422)."""
 
 
 class StageUnchanged(StageError):
-    """The contact is already at the target stage (a no-op for automatic promotions, 409 for a person)."""
+    """The contact is already at the target stage (a no-op for automatic promotions, HTTP 409 for a person)."""
 
 
 class TransitionNotAllowed(StageError):
-    """A move the rules forbid without allow_regression (the API answers 409; the stage stays)."""
+    """A move the rules forbid without allow_regression (maps to HTTP 409, and the stage stays)."""
 
 
 class InvalidReasonError(StageError):
-    """A reason that is not a string or is too long (the API answers 422)."""
+    """A reason that is not a string or is too long (maps to HTTP 422)."""
 
     field = "reason"
 
 
 class ReasonRequired(InvalidReasonError):
-    """A move that needs a reason was requested without one (the API answers 422)."""
+    """A move that needs a reason was requested without one (maps to HTTP 422)."""
 
 
 class InvalidActorError(StageError):
-    """A missing or overlong actor (the API answers 422)."""
+    """A missing or overlong actor (maps to HTTP 422)."""
 
     field = "actor"
 
@@ -129,7 +129,7 @@ def check_transition(
 ) -> Transition:
     """Return the Transition from `current` to `target`, or raise the StageError that forbids it.
 
-    `reason` is trimmed and a blank one counts as missing. `actor` names who asks for the change
+    `reason` is trimmed and a blank one counts as missing. `actor` names who requests the change
     (`sales:jane@example.com`, `scoring:default`, `import:<job id>`) and is required.
     """
     from_stage = parse_stage(current, field="current")
