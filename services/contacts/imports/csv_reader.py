@@ -231,6 +231,8 @@ class ContactCsvReader:
         except StopIteration:
             return None
         except _LineTooLong as error:
+            # NOTE: when the long line sits inside a quoted cell that spans lines, the lines after it
+            # are read as new rows. They are still reported (usually rejected), never dropped.
             detail = f"the line has {error.length} bytes, more than the limit of {self._source.max_line_bytes}"
             return _whole_row_problem(line, "line too long", detail)
         except _RowTooLarge:
