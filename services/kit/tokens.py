@@ -32,7 +32,7 @@ _BASE64URL = re.compile(rb"[A-Za-z0-9_-]+")
 
 
 class TokenPurpose(StrEnum):
-    """What a token authorises; each purpose signs with its own derived key."""
+    """Permission a token grants. Each purpose signs with its own derived key."""
 
     OPEN = "open"
     CLICK = "click"
@@ -45,7 +45,7 @@ class InvalidToken(ValueError):
 
 @dataclass(frozen=True)
 class TrackingClaims:
-    """What a valid token carries."""
+    """Contents of a valid token."""
 
     purpose: TokenPurpose
     message_id: str
@@ -184,8 +184,8 @@ def _b64decode(text: bytes | str) -> bytes:
     except (binascii.Error, ValueError) as error:
         raise InvalidToken("token is not valid base64url") from error
 
-    # Several texts can decode to the same bytes (unused low bits in the last character); accept only
-    # the one this module writes, so a token has exactly one valid spelling.
+    # Several texts decode to the same bytes because the last character has unused low bits. Only the
+    # spelling this module writes is accepted, so a token has exactly one valid form.
     if _b64encode(decoded) != raw:
         raise InvalidToken("token is not in canonical base64url")
     return decoded
