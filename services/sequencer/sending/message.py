@@ -1,0 +1,143 @@
+"""Build the MIME message for one rendered email.
+
+The message is multipart/alternative (text first, then HTML, so clients prefer the HTML), with a
+unique Message-ID under the platform's domain and the unsubscribe headers of RFC 2369 and RFC 8058:
+`List-Unsubscribe: <https://...>, <mailto:...>` and `List-Unsubscribe-Post: List-Unsubscribe=One-Click`.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from urllib.parse import urlsplit
+
+from services.sequencer.schedule.local_time import require_aware
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")
+# Headers this module sets itself; extra headers may not replace them.
+_RESERVED_HEADERS = frozenset(
+    {"from", "to", "subject", "date", "message-id", "list-unsubscribe", "list-unsubscribe-post", "mime-version",
+     "content-type", "content-transfer-encoding"}
+)
+
+
+# RFC 5322 allows lines of up to 998 characters. Folding at 78 would force the policy to encode a long
+# List-Unsubscribe URL as RFC 2047 words, which receivers do not decode in that header, so the
+# one-click link would break.
+POLICY = SMTP.clone(max_line_length=998)
+MAX_UNSUBSCRIBE_URL_CHARS = 900
+
+
+class MessageBuildError(ValueError):
+    """An input to `build_message` is invalid; the message names the field."""
+
+
+def new_message_id(domain: str) -> str:
+    """Return a new, globally unique Message-ID such as `<3f9c...@mail.example.com>`.
+
+    Record it with the send before handing the message to SMTP, so a retried job finds it.
+    """
+    _check_domain(domain)
+    return f"<{secrets.token_hex(16)}@{domain.lower()}>"
+
+
+def build_message(
+    *,
+    sender: str | Address,
+    recipient: str | Address,
+    subject: str,
+    text: str,
+    html: str,
+    message_id: str,
+    unsubscribe_url: str,
+    unsubscribe_mailto: str | None = None,
+    sent_at: datetime,
+    reply_to: str | Address | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+) -> EmailMessage:
+    """Return a multipart/alternative EmailMessage ready for SMTP.
+
+    Raises:
+        MessageBuildError: a header value contains a line break, an address or URL is invalid, or
+            an extra header would replace one set here. The message names the field.
+    """
+    _check_header_value(subject, "subject")
+    _check_message_id(message_id)
+    list_unsubscribe = _list_unsubscribe(unsubscribe_url, unsubscribe_mailto)
+
+    message = EmailMessage(policy=POLICY)
+    message["From"] = _address(sender, "sender")
+    message["To"] = _address(recipient, "recipient")
+    if reply_to is not None:
+        message["Reply-To"] = _address(reply_to, "reply_to")
+    message["Subject"] = subject
+    message["Date"] = format_datetime(require_aware(sent_at, "sent_at"))
+    message["Message-ID"] = message_id
+    message["List-Unsubscribe"] = list_unsubscribe
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    for name, value in (extra_headers or {}).items():
+        _check_extra_header(name, value)
+        message[name] = value
+
+    message.set_content(text, subtype="plain", charset="utf-8")
+    message.add_alternative(html, subtype="html", charset="utf-8")
+    return message
+
+
+def _list_unsubscribe(url: str, mailto: str | None) -> str:
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise MessageBuildError(f"unsubscribe_url must be an absolute https URL (RFC 8058), got {url[:80]!r}")
+    _check_header_value(url, "unsubscribe_url")
+    if any(character in url for character in " <>,"):
+        raise MessageBuildError("unsubscribe_url must not contain spaces, '<', '>' or ','")
+    if len(url) + len(mailto or "") > MAX_UNSUBSCRIBE_URL_CHARS:
+        raise MessageBuildError(f"unsubscribe URLs together exceed {MAX_UNSUBSCRIBE_URL_CHARS} characters")
+
+    value = f"<{url}>"
+    if mailto is not None:
+        _check_header_value(mailto, "unsubscribe_mailto")
+        if not mailto.startswith("mailto:") or any(character in mailto for character in " <>,"):
+            raise MessageBuildError(f"unsubscribe_mailto must be a mailto: URI, got {mailto[:80]!r}")
+        value += f", <{mailto}>"
+    return value
+
+
+def _address(value: str | Address, field: str) -> Address | str:
+    if isinstance(value, Address):
+        return value
+    _check_header_value(value, field)
+    if "@" not in value:
+        raise MessageBuildError(f"{field} must be an email address, got {value[:80]!r}")
+    return value
+
+
+def _check_header_value(value: str, field: str) -> None:
+    if "\r" in value or "\n" in value or "\x00" in value:
+        raise MessageBuildError(f"{field} must not contain line breaks or NUL")
+
+
+def _check_domain(domain: str) -> None:
+    if not _DOMAIN.match(domain):
+        raise MessageBuildError(f"message id domain must be a DNS name such as mail.example.com, got {domain!r}")
+
+
+def _check_message_id(message_id: str) -> None:
+    match = re.fullmatch(r"<([^<>@\s]+)@([^<>@\s]+)>", message_id)
+    if not match:
+        raise MessageBuildError(f"message_id must look like <unique@domain>, got {message_id[:80]!r}")
+
+
+def _check_extra_header(name: str, value: str) -> None:
+    if not _HEADER_NAME.match(name):
+        raise MessageBuildError(f"extra header name {name!r} is not a valid header field name")
+    if name.lower() in _RESERVED_HEADERS:
+        raise MessageBuildError(f"extra header {name!r} would replace a header build_message sets")
+    _check_header_value(value, f"extra_headers[{name!r}]")

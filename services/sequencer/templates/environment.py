@@ -1,0 +1,151 @@
+"""The Jinja2 sandbox that renders email templates, and the values templates see.
+
+Two `ImmutableSandboxedEnvironment`s share one configuration. The HTML one escapes every value it
+prints, and the text one (for the text part and the subject) does not. The sandbox blocks attributes
+that start with an underscore and any call that mutates a list, dict or set. This module also caps
+repetition (`'x' * n`) and powers, and turns an empty contact or company token into `MissingToken`,
+which raises when printed. The renderer caps the size of the output.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from jinja2 import ChainableUndefined, StrictUndefined, Undefined, UndefinedError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+# A marketing email is far below 1 MB; a render that grows past this is runaway template code.
+MAX_OUTPUT_CHARS = 1_000_000
+MAX_EXPONENT = 100
+
+
+class MissingTokenError(UndefinedError):
+    """A template printed a contact or company token that is empty for this contact."""
+
+
+class MissingToken(ChainableUndefined):
+    """An empty or absent token, e.g. `contact.first_name` for a contact without a first name.
+
+    It is false in `{% if %}`, replaced by the `fallback` and `default` filters, and raises
+    `MissingTokenError` when printed, so a template can never send "Hi ,". Attribute access on it
+    returns itself, so `{% if company.address.city %}` works when the address is missing.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, token: str) -> None:
+        super().__init__(
+            hint=f"{token} is empty for this contact; print it as {{{{ {token} | fallback('...') }}}} "
+            f"or inside {{% if {token} %}}",
+            name=token,
+            exc=MissingTokenError,
+        )
+
+    __str__ = Undefined._fail_with_undefined_error  # type: ignore[assignment]
+    __html__ = Undefined._fail_with_undefined_error
+
+
+def is_blank(value: Any) -> bool:
+    """Return whether a token value counts as missing: undefined, None, or empty or blank text."""
+    if isinstance(value, Undefined) or value is None:
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+class TokenGroup:
+    """Read-only view of a contact's or company's values for templates (`contact.first_name`).
+
+    Nested mappings become nested groups; blank values become `MissingToken`. Names that start with
+    an underscore are never looked up, so the sandbox's own checks handle them.
+    """
+
+    __slots__ = ("_name", "_values")
+
+    def __init__(self, name: str, values: Mapping[str, Any]) -> None:
+        self._name = name
+        self._values = values
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        return self._lookup(key)
+
+    def __getitem__(self, key: object) -> Any:
+        if not isinstance(key, str) or key.startswith("_"):
+            raise KeyError(key)
+        return self._lookup(key)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and not is_blank(self._values.get(key))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([key for key, value in self._values.items() if not is_blank(value)])
+
+    def __bool__(self) -> bool:
+        return any(not is_blank(value) for value in self._values.values())
+
+    def __repr__(self) -> str:
+        return f"<TokenGroup {self._name}>"
+
+    def _lookup(self, key: str) -> Any:
+        token = f"{self._name}.{key}"
+        value = self._values.get(key)
+        if is_blank(value):
+            return MissingToken(token)
+        if isinstance(value, Mapping):
+            return TokenGroup(token, value)
+        return value
+
+
+def fallback(value: Any, default: str = "") -> Any:
+    """Jinja filter: `value`, or `default` when the value is missing, None or blank text.
+
+    `{{ contact.first_name | fallback('there') }}` prints "there" for a contact without a first name.
+    """
+    return default if is_blank(value) else value
+
+
+def _finalize(value: Any) -> Any:
+    # Jinja prints None as "None"; a value computed in the template that ends up None prints nothing.
+    return "" if value is None else value
+
+
+class EmailSandbox(ImmutableSandboxedEnvironment):
+    """Immutable sandbox with limits on repetition and powers, which raises on any unsafe access."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        # The stock sandbox returns an undefined value that prints as "", which hides an injection
+        # attempt; raising stops the render and names the attribute.
+        raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__} value is not allowed")
+
+    def call_binop(self, context: Context, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "**":
+            if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+                raise SecurityError(f"exponent {right} is larger than {MAX_EXPONENT}")
+            return operator.pow(left, right)
+
+        for sequence, count in ((left, right), (right, left)):
+            if isinstance(sequence, str | list | tuple) and isinstance(count, int):
+                if len(sequence) * count > MAX_OUTPUT_CHARS:
+                    raise SecurityError(f"repetition would create more than {MAX_OUTPUT_CHARS} items")
+        return operator.mul(left, right)
+
+
+def _make_environment(*, autoescape: bool) -> EmailSandbox:
+    environment = EmailSandbox(
+        autoescape=autoescape,
+        finalize=_finalize,
+        keep_trailing_newline=True,
+        undefined=StrictUndefined,
+    )
+    environment.filters["fallback"] = fallback
+    return environment
+
+
+HTML_ENVIRONMENT = _make_environment(autoescape=True)
+TEXT_ENVIRONMENT = _make_environment(autoescape=False)

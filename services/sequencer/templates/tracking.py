@@ -1,0 +1,148 @@
+"""Add tracking to rendered HTML: click-tracking links, the open pixel and the unsubscribe link.
+
+Links are found with `html.parser`, so an `href` inside a comment, a script or an attribute value is
+never touched, and each tag is edited in place so the rest of the markup stays byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from html import escape
+from html.parser import HTMLParser
+
+_TRACKED_TAGS = frozenset({"a", "area"})
+# One attribute of a start tag: leading space, name, and optional value in any of the three quotings.
+_ATTRIBUTE = re.compile(r"""(\s+)([^\s"'>/=]+)(?:(\s*=\s*)("[^"]*"|'[^']*'|[^\s"'=<>`]+))?""")
+_HTTP = re.compile(r"(?i)^https?://")
+_BODY_END = re.compile(r"(?i)</body\s*>")
+# Marks a link the author wants left as it is (e.g. "view in browser"); removed from the output.
+NO_TRACK_ATTRIBUTE = "data-no-track"
+
+
+@dataclass(frozen=True)
+class TrackingLinks:
+    """Functions that build the tracking URLs of one message.
+
+    `click_url(url)` returns the redirect URL for a link; `open_url()` the open pixel's URL;
+    `unsubscribe_url()` the unsubscribe page, which also takes the RFC 8058 one-click POST.
+    Leave `click_url` or `open_url` as None to skip that kind of tracking (e.g. in a preview).
+    """
+
+    unsubscribe_url: Callable[[], str]
+    click_url: Callable[[str], str] | None = None
+    open_url: Callable[[], str] | None = None
+
+
+@dataclass(frozen=True)
+class _LinkTag:
+    start: int
+    raw: str
+    href: str | None
+    no_track: bool
+
+
+class _LinkFinder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[int, int, str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _TRACKED_TAGS:
+            line, column = self.getpos()
+            self.tags.append((line, column, self.get_starttag_text() or "", dict(attrs)))
+
+    handle_startendtag = handle_starttag
+
+
+def _find_link_tags(html: str) -> list[_LinkTag]:
+    finder = _LinkFinder()
+    finder.feed(html)
+    finder.close()
+
+    line_starts = [0]
+    for index, character in enumerate(html):
+        if character == "\n":
+            line_starts.append(index + 1)
+    return [
+        _LinkTag(line_starts[line - 1] + column, raw, attrs.get("href"), NO_TRACK_ATTRIBUTE in attrs)
+        for line, column, raw, attrs in finder.tags
+    ]
+
+
+def rewrite_links(html: str, click_url: Callable[[str], str], *, keep: frozenset[str] = frozenset()) -> str:
+    """Replace every http(s) `href` of `<a>` and `<area>` with `click_url(href)`.
+
+    Links in `keep` (the unsubscribe URL) and links with `data-no-track` keep their URL; the marker
+    attribute itself is removed. mailto:, tel: and fragment links are left alone.
+    """
+    pieces: list[str] = []
+    position = 0
+    for tag in _find_link_tags(html):
+        if html[tag.start : tag.start + len(tag.raw)] != tag.raw:
+            raise AssertionError("link offsets from html.parser no longer match the source")
+
+        replacement = _rewrite_tag(tag, click_url, keep)
+        pieces.append(html[position : tag.start])
+        pieces.append(replacement)
+        position = tag.start + len(tag.raw)
+    pieces.append(html[position:])
+    return "".join(pieces)
+
+
+def _rewrite_tag(tag: _LinkTag, click_url: Callable[[str], str], keep: frozenset[str]) -> str:
+    if tag.no_track:
+        return _edit_attribute(tag.raw, NO_TRACK_ATTRIBUTE, None)
+
+    href = (tag.href or "").strip()
+    if not _HTTP.match(href) or href in keep:
+        return tag.raw
+    return _edit_attribute(tag.raw, "href", click_url(href))
+
+
+def _edit_attribute(raw_tag: str, name: str, value: str | None) -> str:
+    """Set the first attribute called `name` to `value`, or remove it when `value` is None."""
+    name_end = re.match(r"<[^\s/>]+", raw_tag)
+    position = name_end.end() if name_end else 0
+    for match in _ATTRIBUTE.finditer(raw_tag, position):
+        if match.start() != position:
+            break
+        position = match.end()
+        if match.group(2).lower() != name:
+            continue
+        if value is None:
+            return raw_tag[: match.start()] + raw_tag[match.end() :]
+        replacement = f'{match.group(1)}{match.group(2)}="{escape(value, quote=True)}"'
+        return raw_tag[: match.start()] + replacement + raw_tag[match.end() :]
+    return raw_tag
+
+
+def insert_before_body_end(html: str, fragment: str) -> str:
+    """Insert `fragment` before the last `</body>`, or append it when there is none."""
+    matches = list(_BODY_END.finditer(html))
+    if not matches:
+        return html + fragment
+    cut = matches[-1].start()
+    return html[:cut] + fragment + html[cut:]
+
+
+def open_pixel(url: str) -> str:
+    """Return the 1x1 image tag that records an open."""
+    return (
+        f'<img src="{escape(url, quote=True)}" width="1" height="1" alt="" '
+        'style="display:block;width:1px;height:1px;border:0" />'
+    )
+
+
+def unsubscribe_footer(url: str) -> str:
+    """Return the HTML footer with the unsubscribe link, for templates that do not place one."""
+    return (
+        '<p style="font-size:12px;color:#666666">'
+        f'<a href="{escape(url, quote=True)}">Unsubscribe</a> from these emails.</p>'
+    )
+
+
+def has_link_to(html: str, url: str) -> bool:
+    """Return whether some `<a href>` in `html` points exactly at `url`."""
+    return any((tag.href or "").strip() == url for tag in _find_link_tags(html))
