@@ -1,7 +1,7 @@
 """Calibration of a score model against outcomes: how well scores separate converters.
 
 Input is a list of (score, outcome) pairs, where the outcome is True when the lead converted
-(for instance became an SQL). Pure Python; the sample sizes of one model fit in memory.
+(for instance became an SQL). It is pure Python, because the samples of one model fit in memory.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ DECILES = 10
 
 @dataclass(frozen=True, slots=True)
 class DecileStat:
-    """Conversions among the samples of one score decile; decile 1 holds the lowest scores.
+    """Conversions among the samples of one score decile. Decile 1 contains the lowest scores.
 
-    Tied scores share a decile, so a decile can be empty; its rate and bounds are then None.
+    Tied scores share a decile, so a decile can be empty, and then its rate and bounds are None.
     """
 
     decile: int
@@ -74,7 +74,7 @@ def roc_auc(samples: Iterable[tuple[float, bool]]) -> float | None:
         return None
 
     ranks = _average_ranks([score for score, _outcome in checked])
-    positive_rank_sum = math.fsum(rank for rank, (_s, outcome) in zip(ranks, checked) if outcome)
+    positive_rank_sum = math.fsum(rank for rank, (_s, won) in zip(ranks, checked, strict=True) if won)
     u_statistic = positive_rank_sum - positives * (positives + 1) / 2
     return u_statistic / (positives * negatives)
 
@@ -82,13 +82,13 @@ def roc_auc(samples: Iterable[tuple[float, bool]]) -> float | None:
 def decile_conversion(samples: Iterable[tuple[float, bool]]) -> list[DecileStat]:
     """Return ten deciles by score rank with their conversion rates.
 
-    A sample's decile is floor(10 * (average rank - 1) / n) + 1, so with n = 20 each decile holds
+    A sample's decile is floor(10 * (average rank - 1) / n) + 1, so with n = 20 each decile contains
     two samples and tied scores always land in the same decile.
     """
     checked = _check_samples(samples)
     ranks = _average_ranks([score for score, _outcome in checked])
     buckets: list[list[tuple[float, bool]]] = [[] for _ in range(DECILES)]
-    for rank, sample in zip(ranks, checked):
+    for rank, sample in zip(ranks, checked, strict=True):
         index = min(DECILES - 1, math.floor(DECILES * (rank - 1) / len(checked)))
         buckets[index].append(sample)
     return [_decile_stat(number, bucket) for number, bucket in enumerate(buckets, start=1)]

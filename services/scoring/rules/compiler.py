@@ -1,9 +1,9 @@
 """Compilation of a validated rule set into rules-engine programs.
 
 A program is a durable_rules JSON ruleset plus the layout of the facts it expects. Contact and
-event documents are nested and loosely typed; a layout flattens each referenced field into one
-fact property per value type, so a value of the wrong type is simply absent and its conditions
-are false instead of raising.
+event documents are nested and loosely typed. A layout flattens each referenced field into one
+fact property per value type, so a value of the wrong type is absent from the fact and its
+conditions are false instead of raising.
 
 Text operators (`contains`, `starts_with`, `ends_with`, `matches`) and `exists` run in Python
 while the facts are built, and reach the engine as boolean properties. durable_rules 2.0.28 has
@@ -43,7 +43,8 @@ from services.scoring.rules.model import (
 CONTACT_ALIAS = "c"
 SECONDS_PER_DAY = 86_400
 
-# Fact properties the compiler writes itself; layout keys never collide with them.
+# Fact properties that the compiler writes itself. Layout keys start with c or f and a digit or p,
+# so they never collide with these.
 KIND_KEY = "k"
 TYPE_KEY = "t"
 TIME_KEY = "ts"
@@ -75,7 +76,7 @@ class FieldSlot:
 class PredicateSlot:
     """A boolean fact property: a text or presence test on the value at `path`, run in Python.
 
-    `event_types` limits the test to events of those types; None means every document.
+    `event_types` limits the test to events of those types, and None means every document.
     """
 
     key: str
@@ -101,8 +102,8 @@ class FactLayout:
 class EngineRule:
     """How a rule key of the engine maps back to a rule of the rule set.
 
-    `steps` holds the event aliases in step order; `has_contact` says whether the contact fact
-    is joined under CONTACT_ALIAS.
+    `steps` contains the event aliases in step order. `has_contact` tells whether the contact
+    fact is joined under CONTACT_ALIAS.
     """
 
     key: str
@@ -135,7 +136,7 @@ class CompiledRuleSet:
     """A rule set ready to evaluate: the validated model and one engine per program.
 
     Evaluation is safe from several threads (each engine serialises its evaluations). Call
-    `close()`, or use it as a context manager, to free the native rulesets promptly; otherwise
+    `close()`, or use it as a context manager, to free the native rulesets promptly. Otherwise
     they are freed when the object is garbage-collected.
     """
 
@@ -167,7 +168,7 @@ class CompiledRuleSet:
 
 
 def compile_rule_set(rule_set: RuleSet) -> CompiledRuleSet:
-    """Compile a validated rule set; raise RuleSetInvalid naming each rule the engine rejects."""
+    """Compile a validated rule set, raising RuleSetInvalid that names each rule the engine rejects."""
     plan = build_plan(rule_set)
     errors = _layout_errors(plan)
     if errors:
@@ -238,9 +239,7 @@ class _LayoutBuilder:
     def build(self) -> FactLayout | None:
         if not self.used:
             return None
-        fields = tuple(
-            FieldSlot(key=key, path=path, kind=kind) for (path, kind), key in self._fields.items()
-        )
+        fields = tuple(FieldSlot(key=key, path=path, kind=kind) for (path, kind), key in self._fields.items())
         predicates = tuple(self._predicate_slot(key) for key in self._predicate_specs)
         return FactLayout(fields=fields, predicates=predicates)
 
@@ -355,9 +354,7 @@ class _ProgramBuilder:
         return _field_test(condition, layout, event_type)
 
 
-def _field_test(
-    condition: FieldCondition, layout: _LayoutBuilder, event_type: str | None
-) -> dict[str, Any]:
+def _field_test(condition: FieldCondition, layout: _LayoutBuilder, event_type: str | None) -> dict[str, Any]:
     op = condition.op
     if op in PREDICATE_OPERATORS:
         return {layout.predicate(condition, event_type): True}
@@ -433,8 +430,8 @@ def _layout_errors(plan: Plan) -> list[RuleError]:
                     rule=None,
                     field="rules",
                     message=(
-                        f"the rules test {layout.size} distinct {label} fields and text tests; "
-                        f"the engine takes at most {MAX_FACT_PROPERTIES}"
+                        f"the rules test {layout.size} distinct {label} fields and text tests, but "
+                        f"the engine takes at most {MAX_FACT_PROPERTIES}: merge or remove rules"
                     ),
                 )
             )

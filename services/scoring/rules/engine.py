@@ -1,28 +1,31 @@
 """The one module that talks to durable_rules (version 2.0.28, pinned in pyproject.toml).
 
-Everything else in the scoring library sees only `RulesEngine`: a ruleset definition goes in,
+Everything else in the scoring library uses only `RulesEngine`: a ruleset definition goes in,
 facts go in, matches come out. Replacing the engine means replacing this file.
 
 How durable_rules is used, and why:
 
 - Each evaluation runs in a fresh session (`sid`, a random UUID) and the session is deleted
   afterwards, so no state survives between evaluations and the result depends only on the facts
-  passed in. durable_rules keeps sessions in process memory; a second replica would not see them.
+  passed in. durable_rules keeps sessions in process memory, where a second replica cannot read
+  them.
 - Everything is asserted as a fact, never posted as an event: durable_rules hands an event to the
   first rule that matches and consumes it, while a fact is offered to every rule.
 - A fact that no rule accepts raises `MessageNotHandledException`. That is the normal outcome for
   an event no rule scores, so it is counted, not raised.
-- A fact identical to one already in the session (durable_rules compares the `id` property)
-  raises `MessageObservedException`. The first copy stands and the repeat is counted.
+- A fact whose `id` is already in the session raises `MessageObservedException`. The first copy
+  is kept and the repeat is counted.
 - Every session starts with a `session` fact that a built-in rule accepts. In durable_rules 2.0.28,
   `delete_state` crashes the process (segmentation fault) for a session whose actions were never
-  started, which is the case when no fact matched; the session rule guarantees one action, so the
-  actions always run before the session is deleted.
+  started, which is the case when no fact matched. The session rule guarantees one action, so
+  the actions always run before the session is deleted.
 - The `Host` class is not used: it starts timer threads that dispatch actions in the background,
   which could run an action outside the evaluation that asserted its facts.
-- Numbers must reach durable_rules in positional notation: its JSON parser rejects exponents
-  (`1e-05`, `1e+16`) and crashes on integers beyond 64 bits. The compiler and the fact builder
-  keep every number within 1e15 and 4 decimal places, where Python's JSON output has no exponent.
+- Numbers must reach durable_rules in positional notation. Its JSON parser rejects exponents
+  (`1e-05`, `1e+16`) with error 204 from `assert_fact`, and `assert_facts` accepts such a batch
+  but then crashes the process in `do_actions`. The compiler and the fact builder keep every
+  number within 1e15 and 4 decimal places, where Python's JSON output has no exponent, and facts
+  are asserted one at a time.
 """
 
 from __future__ import annotations
@@ -35,8 +38,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import durable_rules_engine
-from durable.engine import MessageNotHandledException, MessageObservedException, Ruleset
+import durable_rules_engine  # type: ignore[import-not-found]
+from durable.engine import (  # type: ignore[import-untyped]
+    MessageNotHandledException,
+    MessageObservedException,
+    Ruleset,
+)
 
 from services.scoring.rules.errors import EngineError
 
@@ -44,7 +51,6 @@ logger = logging.getLogger(__name__)
 
 SESSION_RULE = "session"
 SESSION_FACT_ID = "session"
-RESERVED_FACT_KEYS = frozenset({"sid", "id", "k"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +71,7 @@ class Evaluation:
 
 
 class EngineDefinitionError(EngineError):
-    """The engine rejected a ruleset definition; `failures` maps each failing rule key to the reason."""
+    """A ruleset definition the engine rejected, with `failures` mapping each failing rule key to why."""
 
     def __init__(self, failures: Mapping[str, str]) -> None:
         self.failures = dict(failures)
@@ -117,7 +123,7 @@ class DurableRulesEngine:
         return Evaluation(matches=matches, not_handled=not_handled, observed=observed)
 
     def close(self) -> None:
-        """Free the engine's native ruleset; later evaluations raise EngineError."""
+        """Free the engine's native ruleset, so later evaluations raise EngineError."""
         with self._lock:
             self._closed = True
             self._finalizer()
@@ -147,7 +153,6 @@ class DurableRulesEngine:
         self._ruleset.do_actions(state, complete)
         if failures:
             raise EngineError(f"rules engine actions failed: {failures[0]}") from failures[0]
-
 
 
 class _MatchSink:

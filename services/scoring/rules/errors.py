@@ -27,7 +27,7 @@ class RuleError:
 
 
 class RuleSetInvalid(ValueError):
-    """A rule set failed validation or could not be compiled; `errors` lists every problem found."""
+    """A rule set that failed validation or compilation, with every problem found in `errors`."""
 
     def __init__(self, errors: list[RuleError]) -> None:
         self.errors: tuple[RuleError, ...] = tuple(errors)

@@ -50,7 +50,9 @@ def parse_event(raw: object, field: str) -> EventRecord:
     if isinstance(event_id, int) and not isinstance(event_id, bool):
         event_id = str(event_id)
     if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_EVENT_ID_CHARS:
-        raise ScoringInputError(f"{field}.id", f"must be a non-empty string of at most {MAX_EVENT_ID_CHARS} characters")
+        raise ScoringInputError(
+            f"{field}.id", f"must be a non-empty string of at most {MAX_EVENT_ID_CHARS} characters"
+        )
 
     event_type = raw.get("type")
     if not isinstance(event_type, str) or not event_type:
@@ -79,7 +81,7 @@ def parse_time(value: object, field: str) -> datetime:
 
 
 def contact_fact(layout: FactLayout, contact: Mapping[str, Any]) -> dict[str, Any]:
-    """Build the contact fact; `email_domain` is derived from `email` unless the contact has one."""
+    """Build the contact fact, deriving `email_domain` from `email` unless the contact has one."""
     document: Mapping[str, Any] = contact
     if "email_domain" not in contact and isinstance(contact.get("email"), str):
         document = {**contact, "email_domain": _email_domain(contact["email"])}
@@ -114,9 +116,9 @@ def _layout_values(
             values[slot.key] = value
 
     for predicate in layout.predicates:
-        if event_type is not None and predicate.event_types is not None:
-            if event_type not in predicate.event_types:
-                continue
+        types = predicate.event_types
+        if event_type is not None and types is not None and event_type not in types:
+            continue
         values[predicate.key] = _test(predicate, _resolve(document, predicate.path))
     return values
 
@@ -144,7 +146,7 @@ def engine_number(value: Any) -> int | float | None:
     """Return `value` as a number the engine can read, or None when it is not one.
 
     Values beyond 1e15 in magnitude count as missing, and decimals are rounded to 4 places, so
-    the engine never sees a number it would print with an exponent.
+    no number reaches the engine in exponent notation.
     """
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None

@@ -1,8 +1,8 @@
 """Rule matching: which rules a contact or an event satisfies, as a function of the inputs only.
 
 The scoring service keeps the contact, the events and the ledger in its database and passes them
-in; the engine session lives only for one call. Two processes given the same inputs return the
-same matches, in the same order.
+in. The engine session lives only for one call, so two processes given the same inputs return
+the same matches, in the same order.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def match_fit(compiled: CompiledRuleSet, *, contact: Mapping[str, Any]) -> list[
     """Return the fit rules the contact satisfies, in rule-set order.
 
     `contact` is the contact document, e.g. `{"email": ..., "attributes": {...},
-    "company": {...}}`; rule fields are dot paths into it.
+    "company": {...}}`, and rule fields are dot paths into it.
     """
     _check_contact(contact)
     program = compiled.plan.fit
@@ -76,7 +76,7 @@ def match_event(
 
     Args:
         contact: the contact document, read by rules with `contact_when`.
-        event: `{id, type, occurred_at, properties?}`; `occurred_at` is timezone-aware.
+        event: `{id, type, occurred_at, properties?}` with a timezone-aware `occurred_at`.
         recent_events: the contact's other events, for pattern rules. Events further than
             `compiled.history_window` from `event`, repeats of an id and the event itself are
             ignored, so passing a wider slice of the timeline is safe.
@@ -128,10 +128,7 @@ def _history(
 
 def _pattern_step_types(compiled: CompiledRuleSet) -> frozenset[str]:
     return frozenset(
-        step.event
-        for rule in compiled.rule_set.rules
-        if isinstance(rule, PatternRule)
-        for step in rule.steps
+        step.event for rule in compiled.rule_set.rules if isinstance(rule, PatternRule) for step in rule.steps
     )
 
 
@@ -185,4 +182,3 @@ def _engine_rule(program: Program, key: str) -> EngineRule:
 def _check_contact(contact: object) -> None:
     if not isinstance(contact, Mapping):
         raise ScoringInputError("contact", "must be an object")
-

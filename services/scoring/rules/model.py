@@ -1,8 +1,8 @@
 """The declarative rule-set format, as pydantic models.
 
 A rule set is data: it is stored as JSON, versioned, and validated here before anything runs it.
-Validation errors carry pydantic locations; `validation.py` turns them into errors that name the
-rule and the field.
+Validation errors carry pydantic locations, which `validation.py` turns into errors that name
+the rule and the field.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -27,9 +27,9 @@ from pydantic import (
 
 from services.scoring.rules.regex_safety import check_regex
 
-# Whole numbers and decimals with at most 4 decimal places stay in positional notation when
-# serialised (Python switches to exponents below 1e-4 and from 1e16), which durable_rules 2.0.28
-# cannot parse; 1e15 also keeps every integer exact in a double.
+# Numbers up to 1e15 with at most 4 decimal places stay in positional notation when serialised,
+# because Python switches to exponents below 1e-4 and from 1e16, and durable_rules 2.0.28 cannot
+# parse exponents. The bound also keeps every integer exact in a double.
 MAX_ABS_NUMBER = 1e15
 NUMBER_DECIMALS = 4
 
@@ -106,7 +106,7 @@ ORDERING_OPERATORS = frozenset({Operator.LT, Operator.LTE, Operator.GT, Operator
 TEXT_OPERATORS = frozenset(
     {Operator.CONTAINS, Operator.NOT_CONTAINS, Operator.STARTS_WITH, Operator.ENDS_WITH}
 )
-# Evaluated in Python before the facts reach the engine; see compiler.py for why.
+# Evaluated in Python before the facts reach the engine. The compiler module explains why.
 PREDICATE_OPERATORS = TEXT_OPERATORS | {Operator.MATCHES, Operator.EXISTS, Operator.NOT_EXISTS}
 
 
@@ -117,7 +117,7 @@ class RuleKind(StrEnum):
 
 
 class CapPeriod(StrEnum):
-    """Calendar periods in UTC; a week starts on Monday (ISO 8601)."""
+    """Calendar periods in UTC, with weeks starting on Monday (ISO 8601)."""
 
     DAY = "day"
     WEEK = "week"
@@ -139,7 +139,7 @@ class FieldCondition(_Strict):
     field: FieldPath
     op: Operator
     case_sensitive: bool = False
-    value: Any = None
+    value: Any = Field(default=None, validate_default=True)
 
     @field_validator("value")
     @classmethod
@@ -171,11 +171,9 @@ def _condition_tag(value: Any) -> str | None:
 
 
 Condition = Annotated[
-    Union[
-        Annotated[FieldCondition, Tag("field-condition")],
-        Annotated[AllCondition, Tag("all-condition")],
-        Annotated[AnyCondition, Tag("any-condition")],
-    ],
+    Annotated[FieldCondition, Tag("field-condition")]
+    | Annotated[AllCondition, Tag("all-condition")]
+    | Annotated[AnyCondition, Tag("any-condition")],
     Discriminator(
         _condition_tag,
         custom_error_type="invalid_condition",
@@ -217,7 +215,8 @@ class NoDecay(_Strict):
     type: Literal["none"]
 
 
-Decay = Annotated[Union[HalfLifeDecay, LinearDecay, NoDecay], Field(discriminator="type")]
+Decay = Annotated[HalfLifeDecay | LinearDecay | NoDecay, Field(discriminator="type")]
+DECAY_TAGS = frozenset({"half_life", "linear", "none"})
 
 
 class _RuleBase(_Strict):
@@ -236,7 +235,7 @@ class _RuleBase(_Strict):
 class FitRule(_RuleBase):
     """Points for who the contact is: attributes of the contact and its company.
 
-    A fit rule counts once while it matches; it has no cap and never decays.
+    A fit rule counts once while it matches, so it has no cap and never decays.
     """
 
     kind: Literal["fit"]
@@ -249,8 +248,8 @@ class FitRule(_RuleBase):
     def _reject_engagement_options(cls, value: Any, info: ValidationInfo) -> None:
         if value is not None:
             raise ValueError(
-                f"fit rules count once while they match, so they take no {info.field_name}; "
-                "use an engagement or pattern rule"
+                f"fit rules count once while they match, so they take no {info.field_name}. "
+                "Use an engagement or pattern rule"
             )
         return None
 
@@ -292,7 +291,7 @@ class PatternRule(_EventRuleBase):
     within_days: Number = Field(gt=0, le=MAX_WINDOW_DAYS)
 
 
-Rule = Annotated[Union[FitRule, EngagementRule, PatternRule], Field(discriminator="kind")]
+Rule = Annotated[FitRule | EngagementRule | PatternRule, Field(discriminator="kind")]
 RULE_KIND_TAGS = frozenset(kind.value for kind in RuleKind)
 
 

@@ -5,17 +5,20 @@ URLs, which come from public tracking calls. A pattern with a repeat inside a re
 `(a+)+$`, can take exponential time on a crafted subject, so validation rejects it.
 
 NOTE: this is a heuristic over the parsed pattern. It catches a variable-length repeat inside an
-unbounded repeat, the common cause, but not every slow pattern (overlapping alternatives under one repeat, such as
-`(a|ab)*c`, still pass). Subjects are also cut to MAX_SUBJECT_CHARS before matching.
+unbounded repeat, the common cause, but not every slow pattern: overlapping alternatives under one
+repeat, such as `(a|ab)*c`, still pass. Subjects are also cut to MAX_SUBJECT_CHARS before matching.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
+sre_parser: Any
+sre_constants: Any
 try:  # pragma: no cover - the import path is fixed for the supported Python 3.11 and 3.12
-    from re import _constants as sre_constants
-    from re import _parser as sre_parser
+    sre_parser = importlib.import_module("re._parser")
+    sre_constants = importlib.import_module("re._constants")
 except ImportError:  # pragma: no cover - a later Python may move these private modules
     sre_parser = None
     sre_constants = None
@@ -33,7 +36,7 @@ def check_regex(pattern: str) -> None:
     if _has_nested_repeat(sre_parser.parse(pattern), inside_repeat=False):
         raise ValueError(
             f"regular expression {pattern!r} repeats a group that itself repeats, which can take "
-            "exponential time; rewrite it without the nested repeat"
+            "exponential time. Rewrite it without the nested repeat"
         )
 
 

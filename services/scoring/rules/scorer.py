@@ -43,8 +43,8 @@ class EntryReason(StrEnum):
 class LedgerEntry:
     """One ledger row: a change of a contact's score and the rule and event that explain it.
 
-    `points` is what the row adds to the score; `rule_points` is what the rule grants per match,
-    so a row with `reason=capped` shows both. `event_id` is the ledger key of engagement and
+    `points` is what the row adds to the score, and `rule_points` is what the rule grants per
+    match, so a row with `reason=capped` shows both. `event_id` is the ledger key of engagement and
     pattern rows (unique per rule), and None for fit rows.
     """
 
@@ -58,7 +58,7 @@ class LedgerEntry:
     event_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        # Rows read back from a database carry plain strings; comparisons below need the enums.
+        # Rows read back from a database carry plain strings, but comparisons below need enums.
         try:
             object.__setattr__(self, "kind", RuleKind(self.kind))
             object.__setattr__(self, "reason", EntryReason(self.reason))
@@ -69,12 +69,12 @@ class LedgerEntry:
 
 @dataclass(frozen=True)
 class LedgerTotals:
-    """What the contact's ledger already holds, as far as caps and repeated events need it.
+    """The sums and keys of a contact's ledger that caps and repeated events need.
 
     Attributes:
         lifetime: points per rule name, over all engagement and pattern rows.
         periods: points per (rule name, start of the cap period in UTC), for rules whose cap
-            has a period; see `period_start`.
+            has a period. `period_start` gives the start.
         awarded: (rule name, event id) pairs that already have a row.
     """
 
@@ -136,7 +136,7 @@ def award(
     """Turn engagement and pattern matches into ledger entries, honouring caps and repeats.
 
     A (rule, event id) pair in `totals.awarded`, or seen earlier in `matches`, earns nothing.
-    A capped rule earns what is left of its cap, possibly 0; the row is still returned, with
+    A capped rule earns what is left of its cap, possibly 0. The row is still returned, with
     `reason=capped`, so the ledger explains why an event earned less. Matches are processed in
     rule-set order, then by time and event id, whatever order they come in.
     """
@@ -165,7 +165,7 @@ def fit_changes(
 ) -> list[LedgerEntry]:
     """Return the fit rows that bring the ledger to the fit rules matched now.
 
-    `current` holds the fit points per rule the ledger has now (see `fit_points`). A rule that
+    `current` contains the fit points per rule in the ledger now (see `fit_points`). A rule that
     starts to match gets its points, one that stops gets them taken back, and a rule no longer in
     the rule set has its points removed. Nothing is returned when nothing changed.
     """
@@ -205,8 +205,8 @@ def compute_score(
 ) -> ScoreBreakdown:
     """Add up a contact's ledger at `now`, decaying engagement and pattern points.
 
-    Each rule decays as its own `decay` says, or else as the rule set's `decay`; a row of a rule
-    that is no longer in the rule set decays as the rule set says. Fit points never decay.
+    Each rule decays by its own `decay`, or else by the rule set's `decay`. A row of a rule
+    that is no longer in the rule set decays by the rule set's `decay`. Fit points never decay.
     Linear decay starts from `last_activity_at`, by default the time of the latest engagement or
     pattern row whose rule grants positive points. Sums are exact (math.fsum) and rounded at the
     end, so the order of `entries` does not change the result.
@@ -248,7 +248,7 @@ def _decayed(entry: LedgerEntry, decay: object, now: datetime) -> float:
     if not isinstance(decay, HalfLifeDecay):
         return float(entry.points)
     age_days = max(0.0, (now - entry.occurred_at).total_seconds() / SECONDS_PER_DAY)
-    return entry.points * 0.5 ** (age_days / decay.half_life_days)
+    return entry.points * float(0.5 ** (age_days / decay.half_life_days))
 
 
 def _linear_decay(
@@ -259,14 +259,12 @@ def _linear_decay(
     idle_days = (now - last_activity).total_seconds() / SECONDS_PER_DAY
     reduction = spec.points_per_day * max(0.0, idle_days - spec.grace_days)
     # Decay moves the points towards zero and never past it.
-    return -math.copysign(min(abs(points), reduction), points)
+    return float(-math.copysign(min(abs(points), reduction), points))
 
 
 def _last_activity(entries: Sequence[LedgerEntry]) -> datetime | None:
     times = [
-        entry.occurred_at
-        for entry in entries
-        if entry.kind is not RuleKind.FIT and entry.rule_points > 0
+        entry.occurred_at for entry in entries if entry.kind is not RuleKind.FIT and entry.rule_points > 0
     ]
     return max(times, default=None)
 
@@ -320,24 +318,22 @@ class _RunningTotals:
 
 
 def _entry_for(rule: EventRule, match: RuleMatch, allowance: int | None) -> LedgerEntry:
-    wanted = abs(rule.points)
-    magnitude = wanted if allowance is None else min(wanted, allowance)
+    requested = abs(rule.points)
+    magnitude = requested if allowance is None else min(requested, allowance)
     assert match.occurred_at is not None
     return LedgerEntry(
         rule=rule.name,
-        kind=rule.kind,
+        kind=RuleKind(rule.kind),
         points=magnitude if rule.points > 0 else -magnitude,
         rule_points=rule.points,
         occurred_at=match.occurred_at,
-        reason=EntryReason.MATCHED if magnitude == wanted else EntryReason.CAPPED,
+        reason=EntryReason.MATCHED if magnitude == requested else EntryReason.CAPPED,
         event_id=match.event_id,
         event_ids=match.event_ids or ((match.event_id,) if match.event_id else ()),
     )
 
 
-def _fit_entry(
-    rule: str, points: int, rule_points: int, at: datetime, reason: EntryReason
-) -> LedgerEntry:
+def _fit_entry(rule: str, points: int, rule_points: int, at: datetime, reason: EntryReason) -> LedgerEntry:
     return LedgerEntry(
         rule=rule,
         kind=RuleKind.FIT,
@@ -349,17 +345,13 @@ def _fit_entry(
 
 
 def _event_rules(rule_set: RuleSet) -> dict[str, EventRule]:
-    return {
-        rule.name: rule
-        for rule in rule_set.rules
-        if isinstance(rule, EngagementRule | PatternRule)
-    }
+    return {rule.name: rule for rule in rule_set.rules if isinstance(rule, EngagementRule | PatternRule)}
 
 
 def _event_rule_for(match: RuleMatch, rules: Mapping[str, EventRule]) -> EventRule:
     if match.kind is RuleKind.FIT or match.event_id is None or match.occurred_at is None:
         raise ScoringInputError(
-            "matches", f"match of rule {match.rule!r} has no event; pass fit matches to fit_changes"
+            "matches", f"match of rule {match.rule!r} has no event. Pass fit matches to fit_changes"
         )
     rule = rules.get(match.rule)
     if rule is None:

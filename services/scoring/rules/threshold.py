@@ -19,7 +19,7 @@ class ThresholdCrossing:
 
     Attributes:
         fire: run the threshold's action (for the MQL threshold: ask to promote the lead).
-        exited: the score fell from at or above the threshold to below it; the caller may record
+        exited: the score fell from at or above the threshold to below it. The caller may record
             a `threshold_exited` event, but nothing is undone.
         fired: the value to store as `already_fired` from now on.
     """
@@ -41,7 +41,7 @@ def cross_threshold(
 
     Args:
         previous: the score before the change, or None when no earlier score is known, as when a
-            threshold created with `apply_to_existing` is backfilled over existing contacts; a
+            threshold created with `apply_to_existing` is backfilled over existing contacts. A
             score at or above the threshold then counts as a crossing.
         new: the score after the change.
         threshold: the trigger fires at `score >= threshold`.

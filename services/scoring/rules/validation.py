@@ -16,13 +16,13 @@ from pydantic_core import ErrorDetails
 
 from services.scoring.rules.compiler import CompiledRuleSet, compile_rule_set
 from services.scoring.rules.errors import RuleError, RuleSetInvalid
-from services.scoring.rules.model import CONDITION_TAGS, RULE_KIND_TAGS, RuleSet
+from services.scoring.rules.model import CONDITION_TAGS, DECAY_TAGS, RULE_KIND_TAGS, RuleSet
 
 DOCUMENT_FIELD = "document"
 
 _MESSAGES = {
     "missing": "missing required field",
-    "extra_forbidden": "unknown field; check its spelling against the rule-set format",
+    "extra_forbidden": "unknown field: check its spelling against the rule-set format",
 }
 
 
@@ -30,7 +30,13 @@ def parse_rule_set(document: object) -> RuleSet:
     """Validate a decoded rule-set document (a dict from JSON or YAML) and return the model."""
     if not isinstance(document, Mapping):
         raise RuleSetInvalid(
-            [RuleError(rule=None, field=DOCUMENT_FIELD, message="a rule set must be an object with mql_threshold and rules")]
+            [
+                RuleError(
+                    rule=None,
+                    field=DOCUMENT_FIELD,
+                    message="a rule set must be an object with mql_threshold and rules",
+                )
+            ]
         )
 
     errors = _duplicate_names(document)
@@ -55,7 +61,7 @@ def parse_rule_set_json(text: str | bytes) -> RuleSet:
 def parse_rule_set_yaml(text: str | bytes) -> RuleSet:
     """Parse YAML with the safe loader, which builds only plain data.
 
-    YAML 1.1 reads unquoted yes/no/on/off as booleans and 2024-01-01 as a date; quote such
+    YAML 1.1 reads unquoted yes/no/on/off as booleans and 2024-01-01 as a date, so quote such
     values when they are meant as strings.
     """
     try:
@@ -70,7 +76,7 @@ def parse_rule_set_yaml(text: str | bytes) -> RuleSet:
 
 
 def load_rule_set(source: str | bytes | Mapping[str, Any], *, format: str = "json") -> CompiledRuleSet:
-    """Parse, validate and compile a rule set in one step; `format` is "json" or "yaml".
+    """Parse, validate and compile a rule set in one step, from "json" or "yaml" text or a dict.
 
     A rule set that loads here is one the engine accepts, so this is the check to run before
     storing a new version.
@@ -82,7 +88,7 @@ def load_rule_set(source: str | bytes | Mapping[str, Any], *, format: str = "jso
     elif format == "yaml":
         rule_set = parse_rule_set_yaml(source)
     else:
-        raise ValueError(f"unknown rule-set format {format!r}; use 'json' or 'yaml'")
+        raise ValueError(f"unknown rule-set format {format!r}: use 'json' or 'yaml'")
     return compile_rule_set(rule_set)
 
 
@@ -98,7 +104,7 @@ def _duplicate_names(document: Mapping[str, Any]) -> list[RuleError]:
         if not isinstance(name, str):
             continue
         if name in seen:
-            message = "duplicate rule name; each rule needs a unique name"
+            message = "duplicate rule name: each rule needs a unique name"
             errors.append(RuleError(rule=name, field="name", message=message))
         seen.add(name)
     return errors
@@ -117,11 +123,23 @@ def _rule_error(detail: ErrorDetails, document: Mapping[str, Any]) -> RuleError:
         if location and location[0] in RULE_KIND_TAGS:
             location = location[1:]
 
-    parts = [part for part in location if part not in CONDITION_TAGS]
+    parts = _without_tags(location)
     discriminator = _discriminator_field(detail)
     if discriminator:
         parts.append(discriminator)
     return RuleError(rule=rule, field=_path(parts), message=_message(detail, parts))
+
+
+def _without_tags(location: list[str | int]) -> list[str | int]:
+    # pydantic puts the tag of a discriminated union into the location, but the author never wrote it.
+    parts: list[str | int] = []
+    for part in location:
+        if part in CONDITION_TAGS:
+            continue
+        if parts and parts[-1] == "decay" and part in DECAY_TAGS:
+            continue
+        parts.append(part)
+    return parts
 
 
 def _rule_label(document: Mapping[str, Any], index: int) -> str:
@@ -149,10 +167,12 @@ def _message(detail: ErrorDetails, parts: list[str | int]) -> str:
         return str(context.get("error", detail["msg"]))
     if kind == "enum":
         noun = "operator" if parts and parts[-1] == "op" else "value"
-        return f"unknown {noun} {detail['input']!r}; expected {context.get('expected')}"
+        return f"unknown {noun} {detail['input']!r}: expected {context.get('expected')}"
     discriminator = str(context.get("discriminator", "")).strip("'")
     if kind == "union_tag_invalid":
-        return f"unknown {discriminator} {context.get('tag')!r}; expected one of {context.get('expected_tags')}"
+        return (
+            f"unknown {discriminator} {context.get('tag')!r}: expected one of {context.get('expected_tags')}"
+        )
     if kind == "union_tag_not_found":
         return f"missing {discriminator}"
     return str(detail["msg"])
