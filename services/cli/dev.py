@@ -45,7 +45,13 @@ def run_platform(data_dir: Path, console: Console) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     os.environ["NURTURE_DATA_DIR"] = str(data_dir.resolve())
     redis_url = os.environ.get("REDIS_URL") or None
-    config = PlatformConfig(data_dir=data_dir, redis_url=redis_url, ports=_ports())
+    config = PlatformConfig(
+        data_dir=data_dir,
+        redis_url=redis_url,
+        ports=_ports(),
+        redis_port=int(os.environ.get("NURTURE_EMBEDDED_REDIS_PORT", "6390")),
+        smtp_port=int(os.environ.get("NURTURE_SMTP_SINK_PORT", "8025")),
+    )
     for key, value in config.environment().items():
         os.environ.setdefault(key, value)
 

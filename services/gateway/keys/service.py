@@ -38,7 +38,7 @@ async def create_key(session: AsyncSession, *, name: str, scopes: list[str]) -> 
 
 async def authenticate(session: AsyncSession, key: str) -> ApiKey | None:
     """Return the live key row matching `key`, comparing hashes in constant time."""
-    parts = key.split("_")
+    parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         return None
     row = (await session.exec(select(ApiKey).where(ApiKey.prefix == parts[1]))).first()
