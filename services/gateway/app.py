@@ -2,8 +2,19 @@
 
 from fastapi import FastAPI
 
-from services.gateway.routes.contacts import router as contacts_router
-from services.gateway.routes.events import router as events_router
+from services.gateway.routes import (
+    contacts,
+    events,
+    imports,
+    reports,
+    scoring,
+    segments,
+    sequences,
+    stages,
+    templates,
+    tracking,
+    webhooks,
+)
 from services.gateway.settings import GatewaySettings
 from services.kit.app import create_service_app
 
@@ -15,7 +26,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         title="nurture",
         version="1",
         description="Public API of the nurture lead-nurturing platform.",
-        routers=[events_router, contacts_router],
+        routers=[
+            contacts.router,
+            events.router,
+            imports.router,
+            segments.router,
+            stages.router,
+            scoring.router,
+            sequences.router,
+            templates.router,
+            reports.router,
+            tracking.router,
+            webhooks.router,
+        ],
         clients=["contacts", "scoring", "sequencer"],
         internal=False,
     )

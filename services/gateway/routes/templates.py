@@ -1,0 +1,5 @@
+"""Public routes for email templates and their previews."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1", tags=["templates"])
