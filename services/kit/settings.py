@@ -46,6 +46,13 @@ class ServiceSettings(BaseSettings):
     internal_token: str = Field(
         "development-internal-token", validation_alias=_shared("NURTURE_INTERNAL_TOKEN")
     )
+    # Signs open, click and unsubscribe tokens; the sequencer signs, the gateway verifies.
+    # Several comma-separated secrets allow rotation: the first signs, any verifies.
+    tracking_secrets: str = Field(
+        "development-tracking-secret-0123456789abcdef", validation_alias=_shared("NURTURE_TRACKING_SECRETS")
+    )
+    # The gateway's address as recipients' mail clients reach it, for tracking and unsubscribe links.
+    public_base_url: str = Field("http://127.0.0.1:8000", validation_alias=_shared("NURTURE_PUBLIC_BASE_URL"))
 
     contacts_url: str = Field("http://127.0.0.1:8001", validation_alias=_shared("CONTACTS_URL"))
     scoring_url: str = Field("http://127.0.0.1:8002", validation_alias=_shared("SCORING_URL"))
@@ -62,8 +69,11 @@ class ServiceSettings(BaseSettings):
         if not self.database_url:
             path = (self.data_dir / f"{self.service_name}.db").resolve()
             self.database_url = f"sqlite+aiosqlite:///{path}"
-        if self.environment == "production" and self.internal_token == "development-internal-token":
-            raise ValueError("NURTURE_INTERNAL_TOKEN must be set to a secret value in production")
+        if self.environment == "production":
+            if self.internal_token == "development-internal-token":
+                raise ValueError("NURTURE_INTERNAL_TOKEN must be set to a secret value in production")
+            if self.tracking_secrets.startswith("development-"):
+                raise ValueError("NURTURE_TRACKING_SECRETS must be set to a secret value in production")
 
     def url_of(self, service: str) -> str:
         """Return the base URL of another service on the internal network."""

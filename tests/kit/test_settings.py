@@ -34,3 +34,11 @@ def test_production_rejects_placeholder_secret(monkeypatch: pytest.MonkeyPatch) 
 
     with pytest.raises(ValidationError, match="NURTURE_INTERNAL_TOKEN"):
         ContactsSettings()
+
+
+def test_production_rejects_placeholder_tracking_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NURTURE_ENVIRONMENT", "production")
+    monkeypatch.setenv("NURTURE_INTERNAL_TOKEN", "a-real-secret-value")
+
+    with pytest.raises(ValidationError, match="NURTURE_TRACKING_SECRETS"):
+        ContactsSettings()
