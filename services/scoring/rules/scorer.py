@@ -208,16 +208,17 @@ def compute_score(
     Each rule decays by its own `decay`, or else by the rule set's `decay`. A row of a rule
     that is no longer in the rule set decays by the rule set's `decay`. Fit points never decay.
     Linear decay starts from `last_activity_at`, by default the time of the latest engagement or
-    pattern row whose rule grants positive points. Sums are exact (math.fsum) and rounded at the
-    end, so the order of `entries` does not change the result.
+    pattern row whose rule grants positive points. Sums use math.fsum, which rounds correctly, so
+    the order of `entries` does not change the result.
     """
     moment = parse_time(now, "now")
     ordered = sorted(_checked(entries, "entries"), key=_entry_order)
+    rules = _event_rules(rule_set)
     scored: list[EntryScore] = []
     linear_points: list[int] = []
     linear_spec: LinearDecay | None = None
     for entry in ordered:
-        decay = None if entry.kind is RuleKind.FIT else _effective_decay(rule_set, entry.rule)
+        decay = None if entry.kind is RuleKind.FIT else _effective_decay(rule_set, rules.get(entry.rule))
         if isinstance(decay, LinearDecay):
             linear_points.append(entry.points)
             linear_spec = decay
@@ -269,9 +270,8 @@ def _last_activity(entries: Sequence[LedgerEntry]) -> datetime | None:
     return max(times, default=None)
 
 
-def _effective_decay(rule_set: RuleSet, rule_name: str) -> object:
-    rule = rule_set.rule(rule_name)
-    if isinstance(rule, EngagementRule | PatternRule) and rule.decay is not None:
+def _effective_decay(rule_set: RuleSet, rule: EventRule | None) -> object:
+    if rule is not None and rule.decay is not None:
         return rule.decay
     return rule_set.decay
 
