@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -37,7 +38,6 @@ from services.gateway.webhooks.ses import sns_string_to_sign
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "webhooks"
 MANIFEST: dict[str, Any] = json.loads((FIXTURES / "MANIFEST.json").read_text("utf-8"))
 TEST_CLOCK = datetime.fromisoformat(MANIFEST["test_clock_utc"])
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 SES = MANIFEST["providers"]["ses"]
 CERT_URL, CERT_FILE = next(iter(SES["inject_certificate_for_url"].items()))
@@ -158,7 +158,8 @@ async def cert_fetcher(certificate_host: CertificateHost) -> AsyncIterator[Certi
 
 @pytest.fixture
 async def redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
+    # The session environment exports the Redis of this test run (embedded or NURTURE_TEST_REDIS_URL).
+    client = Redis.from_url(os.environ["REDIS_URL"])
     yield client
     await client.aclose()
 
