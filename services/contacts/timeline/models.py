@@ -12,7 +12,10 @@ from services.kit.db import UTCDateTime
 
 class TimelineEvent(ContactsBase, table=True):  # type: ignore[call-arg]
     __tablename__ = "timeline_event"
-    __table_args__ = (Index("ix_timeline_event_contact_occurred", "contact_id", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_timeline_event_contact_occurred", "contact_id", "occurred_at"),
+        Index("ix_timeline_event_type_occurred", "type", "occurred_at"),
+    )
 
     id: str = Field(primary_key=True, max_length=128)
     contact_id: str = Field(foreign_key="contact.id", ondelete="CASCADE", max_length=32)
@@ -20,3 +23,6 @@ class TimelineEvent(ContactsBase, table=True):  # type: ignore[call-arg]
     occurred_at: datetime = Field(sa_type=UTCDateTime)
     received_at: datetime = Field(sa_type=UTCDateTime)
     properties: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    # `properties.message_id` of email events, kept as a column so the events of one message are
+    # found without reading JSON (a bounce is stale when the same message was opened later).
+    message_id: str | None = Field(default=None, max_length=200, index=True)

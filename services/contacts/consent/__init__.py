@@ -1,0 +1,1 @@
+"""Consent: the contact's subscription status overall and per topic, its history and suppression."""
