@@ -1,19 +1,41 @@
-"""The contacts service's arq worker: consumes score changes and relays its outbox."""
+"""The contacts service's arq worker: consumes scoring and sequencer events, runs imports and segment checks."""
 
-from services.contacts.db import OutboxMessage, ProcessedEvent
-from services.contacts.scores.handlers import on_score_changed
+from typing import Any
+
+from arq.worker import func
+
+from services.contacts.db import OutboxMessage, ProcessedEvent, install_sql_functions
+from services.contacts.engagement.handlers import on_email_engagement
+from services.contacts.imports.service import RUN_IMPORT_JOB
+from services.contacts.imports.tasks import MAX_TRIES, run_import, sweep_imports
+from services.contacts.scores.handlers import on_mql_reached, on_score_changed
+from services.contacts.segments.tasks import recheck_segment_windows
 from services.contacts.settings import ContactsSettings
 from services.kit.consumer import EventConsumer
 from services.kit.contracts import scoring as scoring_topics
+from services.kit.contracts import sequencer as sequencer_topics
 from services.kit.outbox import Outbox
 from services.kit.worker import build_worker_settings
 
 
+async def _install_sql_functions(ctx: dict[str, Any]) -> None:
+    await install_sql_functions(ctx["db"].engine)
+
+
 def worker_settings(settings: ContactsSettings | None = None) -> type:
     settings = settings or ContactsSettings()
-    consumer = EventConsumer(ProcessedEvent, {scoring_topics.SCORE_CHANGED: on_score_changed})
+    consumer = EventConsumer(
+        ProcessedEvent,
+        {
+            scoring_topics.SCORE_CHANGED: on_score_changed,
+            scoring_topics.MQL_REACHED: on_mql_reached,
+            sequencer_topics.EMAIL_ENGAGEMENT: on_email_engagement,
+        },
+    )
     return build_worker_settings(
         settings,
-        functions=[consumer.function()],
+        functions=[consumer.function(), func(run_import, name=RUN_IMPORT_JOB, max_tries=MAX_TRIES)],
         outbox=Outbox(OutboxMessage, service="contacts", namespace=settings.namespace),
+        periodic=[recheck_segment_windows, sweep_imports],
+        on_startup=[_install_sql_functions],
     )

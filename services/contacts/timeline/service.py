@@ -1,34 +1,60 @@
-"""Recording behaviour events on a contact's timeline, once per event id."""
+"""Recording behaviour events on a contact's timeline, once per event id.
+
+`record_events` stores a list of events in the caller's transaction: it looks up the known event
+ids, the contacts by id and by email match key in one query each, creates the contacts that are
+missing, adds the new events, publishes each as `contact.event_recorded` and applies the consent
+effects of unsubscribes, bounces and complaints in `occurred_at` order. Each event gets its own
+result, so one bad event in a batch fails only itself.
+"""
+
+from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy import and_, or_
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.contacts.people.service import find_or_create_by_email, get_contact
+from services.contacts.changes import ContactChanges
+from services.contacts.consent.effects import (
+    BOUNCE_CLASSES,
+    BOUNCED_EVENT,
+    CONSENT_EVENT_TYPES,
+    UNSUBSCRIBE_EVENT_SOURCES,
+    UNSUBSCRIBED_EVENT,
+    apply_event_effects,
+)
+from services.contacts.consent.service import TOPIC_PATTERN
+from services.contacts.people.email import InvalidEmailError, normalise_email
+from services.contacts.people.models import Contact
+from services.contacts.people.service import create_contact, find_by_keys, get_contact
+from services.contacts.settings import ContactsSettings
 from services.contacts.timeline.models import TimelineEvent
 from services.kit import clock
 from services.kit.contracts import contacts as topics
 from services.kit.outbox import Outbox
+from services.kit.problems import Conflict, NotFound, Problem, invalid
+
+MAX_MESSAGE_ID_LENGTH = 200
 
 
 class EventIn(BaseModel):
     """A behaviour event as callers send it."""
 
-    id: str | None = Field(default=None, min_length=1, max_length=128)
-    contact_id: str | None = Field(default=None, max_length=32)
+    id: str | None = Field(default=None, min_length=1, max_length=128, description="Your event id; the same id is stored once")
+    contact_id: str | None = Field(default=None, max_length=32, description="Used when given; else `email` finds or creates the contact")
     email: str | None = Field(default=None, max_length=320)
     type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.:-]*$")
-    occurred_at: datetime | None = None
+    occurred_at: datetime | None = Field(default=None, description="When it happened, with a UTC offset; default now")
     properties: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _identify_contact(self) -> "EventIn":
+    def _check(self) -> EventIn:
         if not self.contact_id and not self.email:
             raise ValueError("either contact_id or email is required")
         if self.occurred_at is not None and self.occurred_at.tzinfo is None:
@@ -36,59 +62,199 @@ class EventIn(BaseModel):
         return self
 
 
-async def record_event(session: AsyncSession, outbox: Outbox, incoming: EventIn) -> tuple[TimelineEvent, bool]:
-    """Store the event and publish it, or return the stored one when its id was seen before."""
-    event_id = incoming.id or uuid.uuid4().hex
-    existing = await session.get(TimelineEvent, event_id)
-    if existing is not None:
-        return existing, False
+@dataclass
+class EventResult:
+    index: int
+    status: Literal["stored", "duplicate", "rejected"]
+    id: str | None = None
+    contact_id: str | None = None
+    error: dict[str, Any] | None = None
 
-    if incoming.contact_id:
-        contact = await get_contact(session, incoming.contact_id)
-    else:
-        contact, _ = await find_or_create_by_email(session, incoming.email or "")
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"index": self.index, "status": self.status}
+        if self.id is not None:
+            body["id"] = self.id
+        if self.contact_id is not None:
+            body["contact_id"] = self.contact_id
+        if self.error is not None:
+            body["error"] = self.error
+        return body
 
+
+@dataclass
+class _Pending:
+    index: int
+    incoming: EventIn
+    event_id: str
+    occurred_at: datetime
+    email_key: str | None = None
+    email: str | None = None
+    result: EventResult | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+def check_properties(incoming: EventIn) -> None:
+    """Reject the properties a consent event needs in a fixed form, naming the bad property."""
+    properties = incoming.properties
+    message_id = properties.get("message_id")
+    if message_id is not None and (not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_MESSAGE_ID_LENGTH):
+        raise invalid("properties.message_id", f"expected a string of 1 to {MAX_MESSAGE_ID_LENGTH} characters")
+
+    if incoming.type == BOUNCED_EVENT and properties.get("bounce_class") not in BOUNCE_CLASSES:
+        raise invalid("properties.bounce_class", f"an email_bounced event needs bounce_class {', '.join(BOUNCE_CLASSES)}", "missing")
+
+    if incoming.type == UNSUBSCRIBED_EVENT:
+        topic = properties.get("topic")
+        if topic is not None and (not isinstance(topic, str) or not TOPIC_PATTERN.fullmatch(topic)):
+            raise invalid("properties.topic", "a topic is lower-case letters, digits, '_' and '-'")
+        source = properties.get("source")
+        if source is not None and source not in UNSUBSCRIBE_EVENT_SOURCES:
+            raise invalid("properties.source", f"the source of an unsubscribe is one of {', '.join(UNSUBSCRIBE_EVENT_SOURCES)}")
+
+
+async def record_events(
+    session: AsyncSession,
+    outbox: Outbox,
+    items: Sequence[tuple[int, EventIn]],
+    changes: ContactChanges,
+    settings: ContactsSettings,
+    *,
+    create_contacts: bool = True,
+) -> list[EventResult]:
+    """Store `items` (index, event) in the caller's transaction and return one result per item.
+
+    With `create_contacts` False an unknown contact is a 404 for its event instead of a new contact.
+    Nothing is committed here.
+    """
     now = clock.now()
-    event = TimelineEvent(
-        id=event_id,
-        contact_id=contact.id,
-        type=incoming.type,
-        occurred_at=incoming.occurred_at or now,
-        received_at=now,
-        properties=incoming.properties,
-    )
-    session.add(event)
-    outbox.publish(session, topics.EVENT_RECORDED, topics.EventRecorded(event=_as_contract(event)))
+    pending = [_prepare(index, incoming, now, settings) for index, incoming in items]
+    live = [item for item in pending if item.result is None]
+
+    await _mark_duplicates(session, live)
+    live = [item for item in live if item.result is None]
+    contacts = await _resolve_contacts(session, live, changes, create_contacts)
+
+    stored: list[TimelineEvent] = []
+    for item in live:
+        if item.result is not None:
+            continue
+        contact = contacts[item.index]
+        event = TimelineEvent(
+            id=item.event_id,
+            contact_id=contact.id,
+            type=item.incoming.type,
+            occurred_at=item.occurred_at,
+            received_at=now,
+            properties=item.incoming.properties,
+            message_id=item.incoming.properties.get("message_id"),
+        )
+        session.add(event)
+        stored.append(event)
+        outbox.publish(session, topics.EVENT_RECORDED, topics.EventRecorded(event=as_contract(event)))
+        changes.event(contact.id, event.type, event.occurred_at)
+        item.result = EventResult(item.index, "stored", event.id, contact.id)
+
+    for event in sorted(stored, key=lambda stored_event: stored_event.occurred_at):
+        if event.type in CONSENT_EVENT_TYPES:
+            await apply_event_effects(session, outbox, event, changes, settings)
+
+    return [item.result for item in pending if item.result is not None]
+
+
+def _prepare(index: int, incoming: EventIn, now: datetime, settings: ContactsSettings) -> _Pending:
+    occurred_at = incoming.occurred_at or now
+    item = _Pending(index, incoming, incoming.id or uuid.uuid4().hex, occurred_at)
     try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        stored = await session.get(TimelineEvent, event_id)
-        if stored is None:
+        if occurred_at > now + timedelta(seconds=settings.max_event_future_s):
+            raise invalid("occurred_at", f"{occurred_at.isoformat()} is in the future; send when the event happened")
+        check_properties(incoming)
+        if not incoming.contact_id:
+            address = normalise_email(incoming.email)
+            item.email, item.email_key = address.address, address.match_key
+    except InvalidEmailError as error:
+        item.result = rejected(index, invalid(error.field, error.detail))
+    except Problem as problem:
+        item.result = rejected(index, problem)
+    return item
+
+
+def rejected(index: int, problem: Problem) -> EventResult:
+    return EventResult(index, "rejected", error=problem.to_body())
+
+
+async def _mark_duplicates(session: AsyncSession, items: list[_Pending]) -> None:
+    """Answer `duplicate` for ids stored before or repeated earlier in the same list."""
+    ids = list({item.event_id for item in items})
+    known: dict[str, str] = {}
+    if ids:
+        rows = await session.exec(select(TimelineEvent.id, TimelineEvent.contact_id).where(col(TimelineEvent.id).in_(ids)))
+        known = dict(rows.all())
+
+    seen: set[str] = set()
+    for item in items:
+        if item.event_id in known:
+            item.result = EventResult(item.index, "duplicate", item.event_id, known[item.event_id])
+        elif item.event_id in seen:
+            item.result = EventResult(item.index, "duplicate", item.event_id)
+        seen.add(item.event_id)
+
+
+async def _resolve_contacts(
+    session: AsyncSession, items: list[_Pending], changes: ContactChanges, create: bool
+) -> dict[int, Contact]:
+    """Return the contact of each item by index, creating contacts for unknown addresses."""
+    ids = list({item.incoming.contact_id for item in items if item.incoming.contact_id})
+    by_id: dict[str, Contact] = {}
+    if ids:
+        by_id = {row.id: row for row in (await session.exec(select(Contact).where(col(Contact.id).in_(ids)))).all()}
+    by_key = await find_by_keys(session, {item.email_key for item in items if item.email_key})
+
+    found: dict[int, Contact] = {}
+    for item in items:
+        contact = by_id.get(item.incoming.contact_id or "") if item.incoming.contact_id else by_key.get(item.email_key or "")
+        if contact is None and item.incoming.contact_id:
+            item.result = rejected(item.index, NotFound(f"contact {item.incoming.contact_id} not found", contact_id=item.incoming.contact_id))
+            continue
+        if contact is None and not create:
+            item.result = rejected(item.index, NotFound("no contact has this email", field="email"))
+            continue
+        if contact is None:
+            contact = await _create_for_event(session, item, changes)
+            by_key[contact.email_key] = contact
+        found[item.index] = contact
+    return found
+
+
+async def _create_for_event(session: AsyncSession, item: _Pending, changes: ContactChanges) -> Contact:
+    try:
+        return await create_contact(session, item.email or "", changes, actor="event")
+    except Conflict:
+        # A concurrent request created this address after our look-up; record the event on that contact.
+        contact = (await session.exec(select(Contact).where(Contact.email_key == item.email_key))).first()
+        if contact is None:
             raise
-        return stored, False
-    return event, True
+        return contact
 
 
 async def list_timeline(
-    session: AsyncSession, contact_id: str, *, limit: int, after: tuple[datetime, str] | None
+    session: AsyncSession, contact_id: str, *, limit: int, before: tuple[datetime, str] | None
 ) -> list[TimelineEvent]:
     """Return a page of a contact's events, newest first by when they happened."""
     await get_contact(session, contact_id)
     query = select(TimelineEvent).where(TimelineEvent.contact_id == contact_id)
-    if after is not None:
-        occurred_at, event_id = after
+    if before is not None:
+        occurred_at, event_id = before
         query = query.where(
             or_(
-                TimelineEvent.occurred_at < occurred_at,
-                and_(TimelineEvent.occurred_at == occurred_at, TimelineEvent.id < event_id),  # type: ignore[arg-type]
+                col(TimelineEvent.occurred_at) < occurred_at,
+                and_(col(TimelineEvent.occurred_at) == occurred_at, col(TimelineEvent.id) < event_id),
             )
         )
-    query = query.order_by(TimelineEvent.occurred_at.desc(), TimelineEvent.id.desc())  # type: ignore[attr-defined]
+    query = query.order_by(col(TimelineEvent.occurred_at).desc(), col(TimelineEvent.id).desc())
     return list((await session.exec(query.limit(limit))).all())
 
 
-def _as_contract(event: TimelineEvent) -> topics.TimelineEvent:
+def as_contract(event: TimelineEvent) -> topics.TimelineEvent:
     return topics.TimelineEvent(
         id=event.id,
         contact_id=event.contact_id,

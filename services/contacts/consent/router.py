@@ -1,0 +1,70 @@
+"""Internal routes for consent: change it, read it with its history, and ask whether a send may go out."""
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.contacts.changes import ContactChanges
+from services.contacts.consent.service import REQUEST_SOURCES, SOURCE_API, ConsentRequest, load_states, request_change, sendability
+from services.contacts.consent.views import ConsentOut, SendabilityOut, consent_out
+from services.contacts.deps import OutboxDep, Session, SettingsDep
+from services.contacts.people.service import get_contact
+from services.contacts.publishing import flush_changes
+from services.kit import clock
+from services.kit.problems import invalid
+
+router = APIRouter(tags=["consent"])
+
+
+class ConsentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["subscribed", "unsubscribed"] = Field(description="bounced and complained are set by the platform")
+    topic: str | None = Field(default=None, max_length=63, description="A topic such as newsletter; none is overall consent")
+    evidence: str | None = Field(
+        default=None, max_length=1000, description="How the person gave consent; required to re-subscribe"
+    )
+
+
+@router.put("/contacts/{contact_id}/consent", response_model=ConsentOut)
+async def put_consent(
+    contact_id: str,
+    body: ConsentIn,
+    session: Session,
+    outbox: OutboxDep,
+    settings: SettingsDep,
+    source: Annotated[str, Query(description="Who asks: api, unsubscribe_link or unsubscribe_page")] = SOURCE_API,
+) -> ConsentOut:
+    """Change a contact's consent; re-subscribing needs the person's own action (see consent/service.py)."""
+    if source not in REQUEST_SOURCES:
+        raise invalid("source", f"the source is one of {', '.join(REQUEST_SOURCES)}")
+
+    await get_contact(session, contact_id)
+    changes = ContactChanges()
+    request = ConsentRequest(body.status, source, clock.now(), topic=body.topic, evidence=body.evidence)
+    await request_change(session, outbox, contact_id, request, changes, default_status=settings.default_consent)
+    await flush_changes(session, outbox, changes, settings)
+    await session.commit()
+    return await consent_out(session, contact_id, settings.default_consent)
+
+
+@router.get("/contacts/{contact_id}/consent", response_model=ConsentOut)
+async def get_consent(contact_id: str, session: Session, settings: SettingsDep) -> ConsentOut:
+    """Read a contact's consent and every change of it."""
+    await get_contact(session, contact_id)
+    return await consent_out(session, contact_id, settings.default_consent)
+
+
+@router.get("/contacts/{contact_id}/sendability", response_model=SendabilityOut)
+async def get_sendability(
+    contact_id: str,
+    session: Session,
+    settings: SettingsDep,
+    topic: Annotated[str | None, Query(max_length=63)] = None,
+) -> SendabilityOut:
+    """Tell the sequencer, at send time, whether a message (of `topic`) may go to this contact."""
+    contact = await get_contact(session, contact_id)
+    states = await load_states(session, contact_id)
+    verdict = sendability(states, topic, settings.default_consent)
+    return SendabilityOut(contact_id=contact.id, email=contact.email, timezone=contact.timezone, **verdict)

@@ -1,0 +1,35 @@
+"""The last step of every write: publish changed contacts and bring segment membership up to date."""
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.contacts.attributes.service import load_definitions
+from services.contacts.changes import ContactChanges
+from services.contacts.people.models import Contact
+from services.contacts.people.service import load_snapshots
+from services.contacts.segments.membership import refresh_for_changes
+from services.contacts.settings import ContactsSettings
+from services.kit.contracts import contacts as topics
+from services.kit.outbox import Outbox
+
+
+async def flush_changes(session: AsyncSession, outbox: Outbox, changes: ContactChanges, settings: ContactsSettings) -> None:
+    """Publish `contact.changed` for each changed contact and re-evaluate segments, in the caller's transaction."""
+    if changes.empty:
+        return
+
+    if changes.companies:
+        query = select(Contact.id).where(col(Contact.company_id).in_(list(changes.companies)))
+        for contact_id in (await session.exec(query)).all():
+            changes.changed(contact_id, ["company"])
+
+    snapshots = await load_snapshots(session, list(changes.fields), settings.default_consent)
+    for contact_id in sorted(changes.fields):
+        snapshot = snapshots.get(contact_id)
+        if snapshot is not None:
+            payload = topics.ContactChanged(contact=snapshot, changed_fields=sorted(changes.fields[contact_id]))
+            outbox.publish(session, topics.CONTACT_CHANGED, payload)
+
+    definitions = await load_definitions(session)
+    await refresh_for_changes(session, outbox, changes, definitions, settings)
+    changes.clear()

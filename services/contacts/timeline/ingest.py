@@ -1,0 +1,48 @@
+"""Storing events from the API in transactions of one chunk each, with a result per event."""
+
+from collections.abc import Sequence
+
+from sqlalchemy.exc import IntegrityError
+
+from services.contacts.changes import ContactChanges
+from services.contacts.publishing import flush_changes
+from services.contacts.settings import ContactsSettings
+from services.contacts.timeline.service import EventIn, EventResult, record_events
+from services.kit.db import Database
+from services.kit.logging import get_logger
+from services.kit.outbox import Outbox
+
+log = get_logger(__name__)
+
+
+async def store_events(
+    db: Database, outbox: Outbox, items: Sequence[tuple[int, EventIn]], settings: ContactsSettings
+) -> list[EventResult]:
+    """Store events in chunks of `event_batch_chunk`, one transaction per chunk.
+
+    When a chunk's commit fails on a unique key (another request stored one of its event ids, or
+    created one of its contacts, at the same moment), that chunk is stored again one event per
+    transaction, and each event then finds the row the other request wrote.
+    """
+    results: list[EventResult] = []
+    size = settings.event_batch_chunk
+    for start in range(0, len(items), size):
+        chunk = items[start : start + size]
+        try:
+            results.extend(await _store_chunk(db, outbox, chunk, settings))
+        except IntegrityError as error:
+            log.info("events.chunk_retried_singly", events=len(chunk), error=str(error.orig)[:200])
+            for item in chunk:
+                results.extend(await _store_chunk(db, outbox, [item], settings))
+    return results
+
+
+async def _store_chunk(
+    db: Database, outbox: Outbox, chunk: Sequence[tuple[int, EventIn]], settings: ContactsSettings
+) -> list[EventResult]:
+    async with db.session() as session:
+        changes = ContactChanges()
+        results = await record_events(session, outbox, chunk, changes, settings)
+        await flush_changes(session, outbox, changes, settings)
+        await session.commit()
+    return results

@@ -1,0 +1,53 @@
+"""Helpers shared by the contacts tests: unique data, the outbox as a list of events, and the worker context."""
+
+import uuid
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from sqlmodel import col, select
+
+from services.contacts.db import OutboxMessage
+
+Apps = tuple[FastAPI, httpx.AsyncClient]
+
+
+def unique_email(name: str = "person", domain: str = "example.com") -> str:
+    return f"{name}-{uuid.uuid4().hex[:10]}@{domain}"
+
+
+async def create_contact(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
+    body = {"email": unique_email(), **fields}
+    response = await client.post("/contacts", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def published(app: FastAPI, topic: str, **payload_fields: Any) -> list[dict[str, Any]]:
+    """Return the payloads of `topic` in the outbox (one per event, whatever the consumers) that match the fields."""
+    async with app.state.db.session() as session:
+        rows = (await session.exec(select(OutboxMessage).where(OutboxMessage.topic == topic).order_by(col(OutboxMessage.id)))).all()
+    payloads: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        payload = row.envelope["payload"]
+        if all(_field(payload, name) == value for name, value in payload_fields.items()):
+            payloads.setdefault(row.event_id, payload)
+    return list(payloads.values())
+
+
+def _field(payload: dict[str, Any], dotted: str) -> Any:
+    value: Any = payload
+    for part in dotted.split("__"):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def worker_context(app: FastAPI) -> dict[str, Any]:
+    """The context a worker job receives, built from a running contacts app."""
+    return {
+        "db": app.state.db,
+        "outbox": app.state.outbox,
+        "settings": app.state.settings,
+        "redis": app.state.redis,
+        "clients": app.state.clients,
+    }
