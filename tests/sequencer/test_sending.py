@@ -266,3 +266,16 @@ def test_batch_outcomes_recorded_per_recipient() -> None:
     assert recipients["D"].attempts == 3
     assert [provider.calls[name] for name in "ACE"] == [1, 1, 1]
     assert sum(state.status == "sent" for state in recipients.values()) == 4
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/u/token", "http://localhost/u/token", "http://[::1]:8000/u/token"])
+def test_loopback_http_unsubscribe_allowed(url: str) -> None:
+    built = message(unsubscribe_url=url, unsubscribe_mailto=None)
+
+    assert built["List-Unsubscribe"] == f"<{url}>"
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.1/u/token", "http://127.0.0.1.example.com/u/token"])
+def test_non_loopback_http_unsubscribe_rejected(url: str) -> None:
+    with pytest.raises(MessageBuildError, match="absolute https URL"):
+        message(unsubscribe_url=url)

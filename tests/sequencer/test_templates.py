@@ -404,3 +404,9 @@ def test_untrackable_link_is_render_error() -> None:
 def test_tracking_links_reject_plain_http_base() -> None:
     with pytest.raises(ValueError, match="https"):
         tracking_links(TokenSigner(["s" * 40]), "http://go.example.com", message_id="m", contact_id="c")
+
+
+def test_tracking_links_allow_loopback_http_base() -> None:
+    links = tracking_links(TokenSigner(["s" * 40]), "http://127.0.0.1:8000", message_id="m", contact_id="c")
+
+    assert links.unsubscribe_url().startswith("http://127.0.0.1:8000/u/")

@@ -18,6 +18,7 @@ from email.utils import format_datetime
 from urllib.parse import urlsplit
 
 from services.sequencer.schedule.local_time import require_aware
+from services.sequencer.sending.links import secure_or_local
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")
@@ -93,8 +94,11 @@ def build_message(
 
 def _list_unsubscribe(url: str, mailto: str | None) -> str:
     parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname:
-        raise MessageBuildError(f"unsubscribe_url must be an absolute https URL (RFC 8058), got {url[:80]!r}")
+    # Plain http is accepted only for a loopback host, where local development runs the gateway.
+    if not secure_or_local(url) or not parts.hostname:
+        raise MessageBuildError(
+            f"unsubscribe_url must be an absolute https URL (RFC 8058; http only on a loopback host), got {url[:80]!r}"
+        )
     _check_header_value(url, "unsubscribe_url")
     if any(character in url for character in " <>,"):
         raise MessageBuildError("unsubscribe_url must not contain spaces, '<', '>' or ','")
