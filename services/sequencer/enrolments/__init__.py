@@ -1,0 +1,1 @@
+"""Enrolments, their step runs, and the worker that runs each step when it falls due."""

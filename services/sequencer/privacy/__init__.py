@@ -1,0 +1,1 @@
+"""Export and erasure of everything the sequencer holds about one contact."""
