@@ -1,0 +1,671 @@
+"""Running one due step run: a wait ends, or an email is checked, rendered and sent exactly once.
+
+An email goes through three short transactions so that running the same step twice, in two
+workers or after a crash, never sends it twice:
+
+1. Claim: lock the step run (SKIP LOCKED on PostgreSQL) and the contact's row, check the enrolment,
+   goal, consent, send window, quiet hours and frequency cap, render the template, and record the
+   message as `sending` with its Message-ID and this worker's id. Commit.
+2. Hand-over: after the content went out, just before the final dot of DATA, record
+   `awaiting_reply`. Commit. From here on the server may hold the message.
+3. Outcome: record `sent`, `retrying` or `failed_*`, finish the step run and schedule the next step.
+
+A second run that finds the message `sending` or `awaiting_reply` leaves it alone while the worker
+that claimed it is alive (its heartbeat is fresh). If that worker died, a `sending` message is sent
+again with the same Message-ID, because its final dot never went out, and an `awaiting_reply` one
+is taken as sent, because the server may have it.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+
+from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.kit import clock
+from services.kit.contracts.sequencer import EMAIL_ENGAGEMENT, EmailEngagement
+from services.kit.logging import get_logger
+from services.kit.problems import NotFound, Unavailable
+from services.sequencer.dbutil import insert_ignoring_conflict, locked
+from services.sequencer.engagement.recording import refresh_status
+from services.sequencer.enrolments.models import Enrolment, StepRun, WorkerHeartbeat
+from services.sequencer.enrolments.runtime import Runtime
+from services.sequencer.enrolments.service import advance, exit_enrolment, goal_met
+from services.sequencer.enrolments.wakeups import Wakeup, attach_queue, wake_after_commit
+from services.sequencer.facts.models import ContactFact
+from services.sequencer.facts.service import blocking_consent, fetch_from_contacts, get_facts, recipient
+from services.sequencer.schedule import NoSendTimeError, earliest_send_at, resolve_zone
+from services.sequencer.sending import MessageBuildError, build_message, new_message_id, tracking_links
+from services.sequencer.sending.models import SentMessage
+from services.sequencer.sending.outcome import SmtpOutcomeKind
+from services.sequencer.sending.smtp import SendResult
+from services.sequencer.sequences import SequenceDefinition, Step
+from services.sequencer.sequences.models import Sequence
+from services.sequencer.sequences.store import load_definition
+from services.sequencer.templates import TemplateRenderError, TemplateValidationError, TrackingLinks, render_email
+from services.sequencer.templates.models import Template
+from services.sequencer.templates.store import as_email_template
+
+IN_PROGRESS = frozenset({"sending", "awaiting_reply"})
+COUNTED_BY_CAP = ("sending", "awaiting_reply", "sent", "retrying")
+OUTCOME_WRITE_TRIES = 5
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """An email claimed by this worker and ready for SMTP."""
+
+    step_run_id: int
+    message_row_id: int
+    message_id: str
+    recipient: str
+    email: EmailMessage
+
+
+async def run_step(runtime: Runtime, step_run_id: int) -> str:
+    """Run one step run if it is due and nobody else is running it; return what happened, in a word."""
+    async with runtime.db.session() as session:
+        attach_queue(session, runtime.redis, runtime.settings.namespace)
+        prepared = await _prepare(runtime, session, step_run_id)
+    if isinstance(prepared, str):
+        return prepared
+    return await _deliver(runtime, prepared)
+
+
+async def _prepare(runtime: Runtime, session: AsyncSession, step_run_id: int) -> str | Delivery:
+    query = locked(select(StepRun).where(StepRun.id == step_run_id), session, skip_locked=True)
+    run = (await session.exec(query)).first()
+    if run is None:
+        return "busy"
+    now = clock.now()
+    if run.state != "scheduled":
+        return "finished"
+    if run.due_at > now:
+        return "not_due"
+
+    enrolment = await session.get(Enrolment, run.enrolment_id)
+    assert enrolment is not None
+    if enrolment.state != "active":
+        await _close_run(session, run, "cancelled", enrolment.exit_reason or enrolment.state, now)
+        await session.commit()
+        return "cancelled"
+    sequence = await session.get(Sequence, enrolment.sequence_id)
+    if sequence is None or sequence.status != "active":
+        return "paused"
+
+    definition = await load_definition(session, enrolment.sequence_id, enrolment.version)
+    step = definition.step(run.step_id)
+    fact = await _contact_facts(runtime, session, enrolment.contact_id)
+    if fact is None:
+        await exit_enrolment(session, enrolment, "contact_missing", now)
+        await session.commit()
+        return "contact_missing"
+    if goal_met(definition, fact):
+        await exit_enrolment(session, enrolment, "goal_reached", now)
+        await session.commit()
+        return "goal_reached"
+
+    if step.wait is not None:
+        return await _finish_wait(session, run, enrolment, definition, fact, now)
+    return await _prepare_email(runtime, session, run, enrolment, definition, step, now)
+
+
+async def _contact_facts(runtime: Runtime, session: AsyncSession, contact_id: str) -> ContactFact | None:
+    fact = await get_facts(session, contact_id)
+    if fact is not None and fact.email:
+        return fact
+    if runtime.contacts is None:
+        return fact
+    try:
+        return await fetch_from_contacts(session, contact_id, runtime.contacts)
+    except NotFound:
+        return None
+
+
+async def _close_run(session: AsyncSession, run: StepRun, state: str, outcome: str, now: datetime) -> bool:
+    """Move a scheduled run to a final state; False when another worker did it first."""
+    result = await session.exec(
+        update(StepRun)
+        .where(col(StepRun.id) == run.id, col(StepRun.state) == "scheduled")
+        .values(state=state, outcome=outcome[:64], finished_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not result.rowcount:
+        return False
+    run.state, run.outcome, run.finished_at = state, outcome[:64], now
+    return True
+
+
+async def _finish_wait(
+    session: AsyncSession,
+    run: StepRun,
+    enrolment: Enrolment,
+    definition: SequenceDefinition,
+    fact: ContactFact,
+    now: datetime,
+) -> str:
+    if not await _close_run(session, run, "done", "waited", now):
+        await session.rollback()
+        return "finished"
+    await advance(session, enrolment, definition, fact, after=run.step_id, start=run.due_at)
+    await session.commit()
+    return "waited"
+
+
+# --- claim ------------------------------------------------------------------------------------------
+
+
+async def _prepare_email(
+    runtime: Runtime,
+    session: AsyncSession,
+    run: StepRun,
+    enrolment: Enrolment,
+    definition: SequenceDefinition,
+    step: Step,
+    now: datetime,
+) -> str | Delivery:
+    assert step.email is not None
+    # Queue behind any other send to this contact, so the frequency cap sees every one of them.
+    await session.exec(
+        update(ContactFact)
+        .where(col(ContactFact.contact_id) == enrolment.contact_id)
+        .values(send_serial=col(ContactFact.send_serial) + 1)
+        .execution_options(synchronize_session=False)
+    )
+    await session.refresh(run)
+    await session.refresh(enrolment)
+    if run.state != "scheduled" or enrolment.state != "active":
+        await session.rollback()
+        return "finished"
+    fact = await get_facts(session, enrolment.contact_id)
+    assert fact is not None
+    await session.refresh(fact)
+
+    message = (
+        await session.exec(
+            select(SentMessage).where(SentMessage.enrolment_id == enrolment.id, SentMessage.step_id == run.step_id)
+        )
+    ).first()
+    if message is not None:
+        return await _resume(runtime, session, run, enrolment, definition, step, fact, message, now)
+
+    blocked = await _consent_blocks(session, run, enrolment, definition, step, fact, now)
+    if blocked is not None:
+        return blocked
+
+    deferred = await _defer_if_needed(runtime, session, run, enrolment, definition, step, fact, now)
+    if deferred is not None:
+        return deferred
+    return await _claim_new(runtime, session, run, enrolment, definition, step, fact, now)
+
+
+async def _consent_blocks(
+    session: AsyncSession,
+    run: StepRun,
+    enrolment: Enrolment,
+    definition: SequenceDefinition,
+    step: Step,
+    fact: ContactFact,
+    now: datetime,
+) -> str | None:
+    """End the enrolment when the contact may receive no email; skip the step when only its topic is refused."""
+    assert step.email is not None
+    overall = blocking_consent(fact)
+    if overall is not None:
+        await exit_enrolment(session, enrolment, overall, now)
+        await session.commit()
+        return overall
+
+    topic = step.email.topic
+    refused = blocking_consent(fact, topic) if topic else None
+    if refused is None:
+        return None
+    await _close_run(session, run, "done", f"skipped_{refused}", now)
+    await advance(session, enrolment, definition, fact, after=run.step_id, start=run.due_at)
+    await session.commit()
+    log.info("step.skipped", enrolment_id=enrolment.id, step_id=run.step_id, topic=topic, consent=refused)
+    return "skipped"
+
+
+async def _defer_if_needed(
+    runtime: Runtime,
+    session: AsyncSession,
+    run: StepRun,
+    enrolment: Enrolment,
+    definition: SequenceDefinition,
+    step: Step,
+    fact: ContactFact,
+    now: datetime,
+) -> str | None:
+    """Move the send later when the window, quiet hours or frequency cap forbid it now; never drop it."""
+    assert step.email is not None
+    late = now - run.due_at > timedelta(seconds=runtime.settings.late_send_grace_s)
+    candidate = now if late else run.due_at
+    cap = runtime.settings.frequency_cap()
+    recent = await _recent_sends(session, enrolment.contact_id, candidate - cap.period) if cap else []
+    zone = resolve_zone(fact.timezone, definition.timezone)
+    try:
+        send_at = earliest_send_at(
+            candidate,
+            zone,
+            send_window=step.email.send_window,
+            quiet_hours=definition.quiet_hours,
+            cap=cap,
+            recent_sends=recent,
+        )
+    except NoSendTimeError as error:
+        log.error("step.no_send_time", enrolment_id=enrolment.id, step_id=run.step_id, error=str(error))
+        await _close_run(session, run, "failed", "no_send_time", now)
+        await exit_enrolment(session, enrolment, "no_send_time", now)
+        await session.commit()
+        return "no_send_time"
+
+    if send_at <= now:
+        # The next step starts from the instant this one was due after its deferrals.
+        run.due_at = send_at
+        return None
+    run.due_at = send_at
+    run.wake_revision += 1
+    wake_after_commit(session, Wakeup(run.id or 0, run.wake_revision, send_at))
+    await session.commit()
+    log.info("step.deferred", enrolment_id=enrolment.id, step_id=run.step_id, until=send_at.isoformat())
+    return "deferred"
+
+
+async def _recent_sends(session: AsyncSession, contact_id: str, since: datetime) -> list[datetime]:
+    query = select(SentMessage.created_at).where(
+        SentMessage.contact_id == contact_id,
+        col(SentMessage.state).in_(COUNTED_BY_CAP),
+        col(SentMessage.created_at) > since,
+    )
+    return list((await session.exec(query)).all())
+
+
+async def _claim_new(
+    runtime: Runtime,
+    session: AsyncSession,
+    run: StepRun,
+    enrolment: Enrolment,
+    definition: SequenceDefinition,
+    step: Step,
+    fact: ContactFact,
+    now: datetime,
+) -> str | Delivery:
+    assert step.email is not None and fact.email is not None
+    template = await session.get(Template, step.email.template_id)
+    message_id = new_message_id(runtime.settings.message_id_domain)
+    links = _links(runtime, message_id, enrolment.contact_id, now)
+    try:
+        if template is None:
+            raise TemplateRenderError("html", f"template {step.email.template_id} does not exist")
+        rendered = render_email(as_email_template(template), recipient(fact), links)
+        email = _build(
+            runtime,
+            message_id=message_id,
+            recipient=fact.email,
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            unsubscribe_url=links.unsubscribe_url(),
+            created_at=now,
+            enrolment_id=enrolment.id,
+            step_id=run.step_id,
+        )
+    except (TemplateRenderError, TemplateValidationError, MessageBuildError) as error:
+        log.error("step.render_failed", enrolment_id=enrolment.id, step_id=run.step_id, error=str(error))
+        await _close_run(session, run, "failed", "render_failed", now)
+        await exit_enrolment(session, enrolment, "render_failed", now)
+        await session.commit()
+        return "render_failed"
+
+    row_id = await insert_ignoring_conflict(
+        session,
+        SentMessage,
+        {
+            "message_id": message_id,
+            "enrolment_id": enrolment.id,
+            "step_id": run.step_id,
+            "sequence_id": enrolment.sequence_id,
+            "version": enrolment.version,
+            "contact_id": enrolment.contact_id,
+            "template_id": step.email.template_id,
+            "recipient": fact.email,
+            "subject": rendered.subject,
+            "html": rendered.html,
+            "text": rendered.text,
+            "state": "sending",
+            "attempts": 0,
+            "claimed_by": runtime.worker_id,
+            "created_at": now,
+            "status": "sending",
+            "updated_at": now,
+        },
+        returning=SentMessage.id,
+    )
+    if row_id is None:
+        await session.rollback()
+        return "in_flight"
+    message = await session.get(SentMessage, row_id)
+    assert message is not None
+    return await _commit_claim(runtime, session, run, message, email)
+
+
+async def _commit_claim(
+    runtime: Runtime, session: AsyncSession, run: StepRun, message: SentMessage, email: EmailMessage
+) -> Delivery:
+    assert message.id is not None and run.id is not None
+    runtime.in_flight.add(message.id)
+    try:
+        await session.commit()
+    except BaseException:
+        runtime.in_flight.discard(message.id)
+        raise
+    return Delivery(run.id, message.id, message.message_id, message.recipient, email)
+
+
+def _links(runtime: Runtime, message_id: str, contact_id: str, created_at: datetime) -> TrackingLinks:
+    # The issue time is the send's record time, so a resend after a crash carries the same links.
+    return tracking_links(
+        runtime.signer,
+        runtime.settings.public_base_url,
+        message_id=message_id,
+        contact_id=contact_id,
+        issued_at=int(created_at.timestamp()),
+    )
+
+
+def _build(
+    runtime: Runtime,
+    *,
+    message_id: str,
+    recipient: str,
+    subject: str,
+    html: str,
+    text: str,
+    unsubscribe_url: str,
+    created_at: datetime,
+    enrolment_id: str,
+    step_id: str,
+) -> EmailMessage:
+    return build_message(
+        sender=runtime.settings.from_address,
+        recipient=recipient,
+        subject=subject,
+        text=text,
+        html=html,
+        message_id=message_id,
+        unsubscribe_url=unsubscribe_url,
+        sent_at=created_at,
+        extra_headers={"X-Nurture-Enrolment": enrolment_id, "X-Nurture-Step": step_id},
+    )
+
+
+def _rebuild(runtime: Runtime, message: SentMessage) -> EmailMessage:
+    """Build a stored message again, byte for byte the same apart from encoding choices."""
+    links = _links(runtime, message.message_id, message.contact_id, message.created_at)
+    return _build(
+        runtime,
+        message_id=message.message_id,
+        recipient=message.recipient,
+        subject=message.subject,
+        html=message.html,
+        text=message.text,
+        unsubscribe_url=links.unsubscribe_url(),
+        created_at=message.created_at,
+        enrolment_id=message.enrolment_id,
+        step_id=message.step_id,
+    )
+
+
+# --- resume -----------------------------------------------------------------------------------------
+
+
+async def _claimer_alive(runtime: Runtime, session: AsyncSession, message: SentMessage) -> bool:
+    if message.claimed_by is None:
+        return False
+    if message.claimed_by == runtime.worker_id:
+        return message.id in runtime.in_flight
+    heartbeat = await session.get(WorkerHeartbeat, message.claimed_by)
+    return heartbeat is not None and heartbeat.beat_at >= runtime.stale_before()
+
+
+async def _resume(
+    runtime: Runtime,
+    session: AsyncSession,
+    run: StepRun,
+    enrolment: Enrolment,
+    definition: SequenceDefinition,
+    step: Step,
+    fact: ContactFact,
+    message: SentMessage,
+    now: datetime,
+) -> str | Delivery:
+    """Continue a send a previous run began: wait for a live worker, retry, or take over a dead one's."""
+    if message.state in IN_PROGRESS and await _claimer_alive(runtime, session, message):
+        await session.rollback()
+        return "in_flight"
+
+    if message.state == "awaiting_reply":
+        log.warning("message.outcome_unknown", message_id=message.message_id, claimed_by=message.claimed_by)
+        message.last_error = "the sending worker died after the final dot; the server may hold the message"
+        await _accepted(runtime, session, run, enrolment, definition, fact, message, now, outcome="sent_unconfirmed")
+        await session.commit()
+        return "sent_unconfirmed"
+
+    if message.state == "retrying":
+        blocked = blocking_consent(fact, step.email.topic if step.email else None)
+        if blocked is not None:
+            message.state = "cancelled"
+            await refresh_status(session, message)
+            await _close_run(session, run, "done", f"cancelled_{blocked}", now)
+            await exit_enrolment(session, enrolment, blocked, now)
+            await session.commit()
+            return blocked
+    elif message.state != "sending":
+        await session.rollback()
+        return "finished"
+
+    previous = message.claimed_by
+    log.info("message.claimed", message_id=message.message_id, previous_worker=previous, state=message.state)
+    message.state = "sending"
+    message.claimed_by = runtime.worker_id
+    message.updated_at = now
+    return await _commit_claim(runtime, session, run, message, _rebuild(runtime, message))
+
+
+# --- hand-over and outcome --------------------------------------------------------------------------
+
+
+async def _deliver(runtime: Runtime, delivery: Delivery) -> str:
+    try:
+        result = await runtime.smtp.send(
+            delivery.email,
+            sender=runtime.envelope_sender,
+            recipient=delivery.recipient,
+            before_final_dot=lambda: _hand_over(runtime, delivery),
+        )
+        if result.outcome is None:
+            return "lost_claim"
+        return await _record_outcome(runtime, delivery, result)
+    finally:
+        runtime.in_flight.discard(delivery.message_row_id)
+
+
+async def _hand_over(runtime: Runtime, delivery: Delivery) -> bool:
+    """Record that the server may hold the message from now on; False when the claim was lost."""
+    async with runtime.db.session() as session:
+        result = await session.exec(
+            update(SentMessage)
+            .where(
+                col(SentMessage.id) == delivery.message_row_id,
+                col(SentMessage.claimed_by) == runtime.worker_id,
+                col(SentMessage.state) == "sending",
+            )
+            .values(state="awaiting_reply", updated_at=clock.now())
+        )
+        await session.commit()
+    return bool(result.rowcount)
+
+
+async def _record_outcome(runtime: Runtime, delivery: Delivery, result: SendResult) -> str:
+    """Write the SMTP outcome, trying again on database errors: the server's answer must not be lost."""
+    for attempt in range(1, OUTCOME_WRITE_TRIES + 1):
+        try:
+            return await _write_outcome(runtime, delivery, result)
+        except (DBAPIError, OSError, Unavailable) as error:
+            if attempt == OUTCOME_WRITE_TRIES:
+                log.error("message.outcome_not_recorded", message_id=delivery.message_id, error=repr(error))
+                raise
+            log.warning("message.outcome_retry", message_id=delivery.message_id, error=repr(error))
+    raise AssertionError("unreachable")
+
+
+async def _write_outcome(runtime: Runtime, delivery: Delivery, result: SendResult) -> str:
+    assert result.outcome is not None
+    async with runtime.db.session() as session:
+        attach_queue(session, runtime.redis, runtime.settings.namespace)
+        run = (await session.exec(locked(select(StepRun).where(StepRun.id == delivery.step_run_id), session))).first()
+        message = (
+            await session.exec(locked(select(SentMessage).where(SentMessage.id == delivery.message_row_id), session))
+        ).first()
+        if run is None or message is None:
+            log.info("message.erased_while_sending", message_id=delivery.message_id)
+            return "erased"
+        if message.claimed_by != runtime.worker_id or message.state not in IN_PROGRESS:
+            log.warning("message.claim_lost", message_id=message.message_id, claimed_by=message.claimed_by)
+            return "lost_claim"
+
+        now = clock.now()
+        enrolment = await session.get(Enrolment, run.enrolment_id)
+        assert enrolment is not None
+        definition = await load_definition(session, enrolment.sequence_id, enrolment.version)
+        fact = await get_facts(session, enrolment.contact_id)
+        message.attempts += 1
+        message.smtp_code = result.outcome.code
+        message.smtp_status = result.outcome.enhanced_status
+
+        if result.outcome.kind is SmtpOutcomeKind.ACCEPTED:
+            outcome = await _accepted(runtime, session, run, enrolment, definition, fact, message, now, outcome="sent")
+        elif result.outcome.kind is SmtpOutcomeKind.PERMANENT:
+            outcome = await _rejected(runtime, session, run, enrolment, message, result.reply, now)
+        else:
+            outcome = await _temporary_failure(runtime, session, run, enrolment, definition, fact, message, result.reply, now)
+        await session.commit()
+    log.info("message.outcome", message_id=delivery.message_id, outcome=outcome, reply=result.reply[:120])
+    return outcome
+
+
+async def _accepted(
+    runtime: Runtime,
+    session: AsyncSession,
+    run: StepRun,
+    enrolment: Enrolment,
+    definition: SequenceDefinition,
+    fact: ContactFact | None,
+    message: SentMessage,
+    now: datetime,
+    *,
+    outcome: str,
+) -> str:
+    message.state = "sent"
+    message.sent_at = now
+    message.claimed_by = None
+    message.next_attempt_at = None
+    await refresh_status(session, message)
+    _publish(runtime, session, message, "email_sent", now)
+    await _complete_step(session, run, enrolment, definition, fact, outcome, now)
+    return outcome
+
+
+async def _rejected(
+    runtime: Runtime,
+    session: AsyncSession,
+    run: StepRun,
+    enrolment: Enrolment,
+    message: SentMessage,
+    reply: str,
+    now: datetime,
+) -> str:
+    """A permanent refusal: the message failed, it counts as a bounce, and the contact leaves the sequence."""
+    message.state = "failed_permanent"
+    message.failed_at = now
+    message.claimed_by = None
+    message.last_error = reply[:500]
+    await refresh_status(session, message)
+    _publish(runtime, session, message, "email_bounced", now, bounce_type="hard", source="smtp", reply=reply[:200])
+    await _close_run(session, run, "done", "failed_permanent", now)
+    await exit_enrolment(session, enrolment, "bounced", now)
+    return "failed_permanent"
+
+
+async def _temporary_failure(
+    runtime: Runtime,
+    session: AsyncSession,
+    run: StepRun,
+    enrolment: Enrolment,
+    definition: SequenceDefinition,
+    fact: ContactFact | None,
+    message: SentMessage,
+    reply: str,
+    now: datetime,
+) -> str:
+    """A temporary failure: try again after the backoff, or give the email up after the last attempt."""
+    message.claimed_by = None
+    message.last_error = reply[:500]
+    next_attempt = runtime.settings.retry_policy().next_attempt_at(message.attempts, now)
+    if next_attempt is None:
+        message.state = "failed_temporary"
+        message.failed_at = now
+        await refresh_status(session, message)
+        await _complete_step(session, run, enrolment, definition, fact, "failed_temporary", now)
+        return "failed_temporary"
+
+    message.state = "retrying"
+    message.next_attempt_at = next_attempt
+    await refresh_status(session, message)
+    run.due_at = next_attempt
+    run.wake_revision += 1
+    wake_after_commit(session, Wakeup(run.id or 0, run.wake_revision, next_attempt))
+    return "retrying"
+
+
+async def _complete_step(
+    session: AsyncSession,
+    run: StepRun,
+    enrolment: Enrolment,
+    definition: SequenceDefinition,
+    fact: ContactFact | None,
+    outcome: str,
+    now: datetime,
+) -> None:
+    """Finish the step run and schedule the next step, unless the contact left the sequence meanwhile."""
+    if not await _close_run(session, run, "done", outcome, now):
+        return
+    if enrolment.state == "active":
+        await advance(session, enrolment, definition, fact, after=run.step_id, start=run.due_at)
+
+
+def _publish(runtime: Runtime, session: AsyncSession, message: SentMessage, kind: str, at: datetime, **extra: str) -> None:
+    """Tell the contacts service what the timeline should show about this email."""
+    event_id = hashlib.sha256(f"{message.message_id}:{kind}".encode()).hexdigest()[:32]
+    properties = {
+        "message_id": message.message_id,
+        "sequence_id": message.sequence_id,
+        "step_id": message.step_id,
+        "subject": message.subject,
+        **extra,
+    }
+    runtime.outbox.publish(
+        session,
+        EMAIL_ENGAGEMENT,
+        EmailEngagement(event_id=event_id, contact_id=message.contact_id, type=kind, occurred_at=at, properties=properties),
+    )
+
+
+__all__ = ["Delivery", "run_step"]

@@ -1,0 +1,90 @@
+"""What a worker needs to run steps: database, SMTP pool, signer, outbox, queue, and its identity."""
+
+import asyncio
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import parseaddr
+
+from arq.connections import ArqRedis
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.kit import clock
+from services.kit.db import Database
+from services.kit.http import ServiceClient
+from services.kit.outbox import Outbox
+from services.kit.tokens import TokenSigner
+from services.sequencer.db import OutboxMessage
+from services.sequencer.enrolments.models import WorkerHeartbeat
+from services.sequencer.sending.smtp import SmtpPool
+from services.sequencer.settings import SequencerSettings
+
+
+def wall_now() -> datetime:
+    """Return the wall-clock time, which heartbeats use because they concern processes, not the schedule."""
+    return clock.to_wall_clock(clock.now())
+
+
+@dataclass
+class Runtime:
+    """One worker process's state for running steps."""
+
+    db: Database
+    settings: SequencerSettings
+    outbox: Outbox
+    smtp: SmtpPool
+    signer: TokenSigner
+    redis: ArqRedis | None = None
+    contacts: ServiceClient | None = None
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()[:30]}-{uuid.uuid4().hex[:16]}")
+    # Ids of the sent-message rows this process is sending right now.
+    in_flight: set[int] = field(default_factory=set)
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
+
+    @property
+    def envelope_sender(self) -> str:
+        return parseaddr(self.settings.from_address)[1]
+
+    def stale_before(self) -> datetime:
+        """Return the wall-clock instant before which a heartbeat means a dead worker."""
+        return wall_now() - timedelta(seconds=self.settings.worker_stale_after_s)
+
+    async def close(self) -> None:
+        await self.smtp.close()
+
+
+def build_runtime(
+    settings: SequencerSettings,
+    *,
+    db: Database,
+    outbox: Outbox | None = None,
+    redis: ArqRedis | None = None,
+    contacts: ServiceClient | None = None,
+) -> Runtime:
+    return Runtime(
+        db=db,
+        settings=settings,
+        outbox=outbox or Outbox(OutboxMessage, service="sequencer", namespace=settings.namespace),
+        smtp=SmtpPool(settings),
+        signer=TokenSigner(settings.tracking_secret_list()),
+        redis=redis,
+        contacts=contacts,
+        slots=asyncio.Semaphore(settings.smtp_connections * 2),
+    )
+
+
+async def beat(runtime: Runtime) -> None:
+    """Record that this worker is alive."""
+    async with runtime.db.session() as session:
+        await _upsert_heartbeat(session, runtime.worker_id)
+        await session.commit()
+
+
+async def _upsert_heartbeat(session: AsyncSession, worker_id: str) -> None:
+    now = wall_now()
+    heartbeat = await session.get(WorkerHeartbeat, worker_id)
+    if heartbeat is None:
+        session.add(WorkerHeartbeat(worker_id=worker_id, beat_at=now, started_at=now))
+    else:
+        heartbeat.beat_at = now
