@@ -1,17 +1,48 @@
-"""The sequencer service's arq worker: reacts to published events and relays its outbox."""
+"""The sequencer service's arq worker: consumes contact events, runs due steps, sends email, relays its outbox."""
+
+import asyncio
+from typing import Any
 
 from services.kit.consumer import EventConsumer
+from services.kit.contracts import contacts as contact_topics
 from services.kit.outbox import Outbox
 from services.kit.worker import build_worker_settings
 from services.sequencer.db import OutboxMessage, ProcessedEvent
+from services.sequencer.enrolments.handlers import HANDLERS
+from services.sequencer.enrolments.runtime import beat, build_runtime
+from services.sequencer.enrolments.tasks import heartbeat, run_step_function, sweep_due_steps
+from services.sequencer.privacy.handlers import on_contact_erased
 from services.sequencer.settings import SequencerSettings
+
+Context = dict[str, Any]
+
+
+async def _start_runtime(ctx: Context) -> None:
+    """Give jobs the step runtime, and close its SMTP connections when the worker stops."""
+    runtime = build_runtime(
+        ctx["settings"], db=ctx["db"], outbox=ctx["outbox"], redis=ctx["redis"], contacts=ctx["clients"].get("contacts")
+    )
+    ctx["runtime"] = runtime
+    await beat(runtime)
+
+    async def close_on_stop() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runtime.close()
+
+    # The kit cancels background tasks when the worker stops, which runs the `finally` above.
+    ctx["background_tasks"].append(asyncio.create_task(close_on_stop()))
 
 
 def worker_settings(settings: SequencerSettings | None = None) -> type:
     settings = settings or SequencerSettings()
-    consumer = EventConsumer(ProcessedEvent, {})
+    consumer = EventConsumer(ProcessedEvent, {**HANDLERS, contact_topics.CONTACT_ERASED: on_contact_erased})
     return build_worker_settings(
         settings,
-        functions=[consumer.function()],
+        functions=[consumer.function(), run_step_function()],
         outbox=Outbox(OutboxMessage, service="sequencer", namespace=settings.namespace),
+        clients=["contacts"],
+        periodic=[heartbeat, sweep_due_steps],
+        on_startup=[_start_runtime],
     )

@@ -12,6 +12,7 @@ SUBSCRIPTIONS: dict[str, frozenset[str]] = {
             "segment.entered",
             "segment.left",
             "consent.changed",
+            "score.changed",
         }
     ),
     "gateway": frozenset(),

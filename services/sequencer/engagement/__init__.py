@@ -13,8 +13,10 @@ from services.sequencer.engagement.classifier import (
 from services.sequencer.engagement.metrics import (
     EmailMetrics,
     MessageEngagement,
+    add_metrics,
     compute_metrics,
     compute_metrics_by,
+    metrics_from_counts,
     rate,
 )
 
@@ -27,9 +29,11 @@ __all__ = (
     "MessageEngagement",
     "TrackingHit",
     "Verdict",
+    "add_metrics",
     "classify_hits",
     "compute_metrics",
     "compute_metrics_by",
     "count_hits",
+    "metrics_from_counts",
     "rate",
 )

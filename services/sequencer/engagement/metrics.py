@@ -142,3 +142,39 @@ def compute_metrics_by(
     for message in messages:
         groups[key(message)].append(message)
     return {group: compute_metrics(items) for group, items in groups.items()}
+
+
+COUNT_FIELDS = (
+    "sent",
+    "delivered",
+    "bounces",
+    "total_opens",
+    "unique_opens",
+    "machine_opens",
+    "total_clicks",
+    "unique_clicks",
+    "bot_clicks",
+    "unsubscribes",
+    "complaints",
+)
+
+
+def metrics_from_counts(counts: dict[str, int]) -> EmailMetrics:
+    """Build metrics from counts made with this module's definitions, computing the rates the same way.
+
+    Used to add the counts kept for erased contacts to those computed from stored messages.
+    """
+    values = {name: int(counts.get(name, 0)) for name in COUNT_FIELDS}
+    return EmailMetrics(
+        **values,
+        open_rate=rate(values["unique_opens"], values["delivered"]),
+        click_rate=rate(values["unique_clicks"], values["delivered"]),
+        click_to_open=rate(values["unique_clicks"], values["unique_opens"]),
+        bounce_rate=rate(values["bounces"], values["sent"]),
+        unsubscribe_rate=rate(values["unsubscribes"], values["delivered"]),
+    )
+
+
+def add_metrics(*parts: EmailMetrics) -> EmailMetrics:
+    """Add the counts of several metric sets and compute the rates of the sum."""
+    return metrics_from_counts({name: sum(getattr(part, name) for part in parts) for name in COUNT_FIELDS})
