@@ -1,0 +1,206 @@
+"""Helpers for the sequencer's service tests: an isolated database, an SMTP sink, events, the clock.
+
+The sequencer's tests run on a database of their own (SQLite file, or a PostgreSQL database when
+NURTURE_TEST_BACKEND=postgres) and a queue namespace of their own. The platform's worker processes
+share the session's sequencer database, and their sweep would otherwise send these tests' emails
+to the platform's sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import asyncpg
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
+from sqlalchemy.engine import make_url
+from sqlmodel import col, func, select
+
+from services.kit import clock
+from services.kit.consumer import EventConsumer
+from services.kit.contracts import EventEnvelope
+from services.kit.migrations import ensure_database, upgrade
+from services.sequencer.db import ProcessedEvent
+from services.sequencer.enrolments.handlers import HANDLERS
+from services.sequencer.enrolments.models import Enrolment, StepRun
+from services.sequencer.enrolments.runtime import Runtime
+from services.sequencer.enrolments.tasks import sweep_once
+from services.sequencer.privacy.handlers import on_contact_erased
+from services.sequencer.settings import SequencerSettings
+from services.cli.supervisor import free_port
+from tests.support.environment import TestEnvironment
+
+CONSUMER = EventConsumer(ProcessedEvent, {**HANDLERS, "contact.erased": on_contact_erased})
+
+
+@dataclass
+class SinkHandler:
+    """An SMTP server's handler that keeps messages in memory and can refuse chosen recipients.
+
+    `replies` maps a recipient to the replies its next RCPT commands get, e.g. ["454 4.7.0 Try later"];
+    once they are used up the recipient is accepted.
+    """
+
+    replies: dict[str, list[str]] = field(default_factory=dict)
+    messages: list[EmailMessage] = field(default_factory=list)
+    rcpt_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Envelope, address: str, options: list[str]) -> str:
+        self.rcpt_calls[address] += 1
+        queued = self.replies.get(address)
+        if queued:
+            return queued.pop(0)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
+        data = envelope.original_content or envelope.content
+        raw = data if isinstance(data, bytes) else str(data).encode()
+        self.messages.append(message_from_bytes(raw, policy=policy.default))  # type: ignore[arg-type]
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [message for message in self.messages if message["To"] == address]
+
+
+@dataclass
+class Sink:
+    handler: SinkHandler
+    controller: Controller
+    port: int
+
+
+def start_sink() -> Sink:
+    handler = SinkHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    return Sink(handler, controller, port)
+
+
+def sequencer_settings(database_url: str, namespace: str, **overrides: Any) -> SequencerSettings:
+    values: dict[str, Any] = {"database_url": database_url, "NURTURE_NAMESPACE": namespace, **overrides}
+    return SequencerSettings(**values)
+
+
+async def deliver(runtime: Runtime, topic: str, payload: dict[str, Any], *, occurred_at: datetime | None = None) -> str:
+    """Apply one published event through the sequencer's real consumer."""
+    envelope = EventEnvelope(
+        id=uuid.uuid4().hex,
+        topic=topic,
+        producer="contacts",
+        occurred_at=occurred_at or clock.now(),
+        payload=payload,
+    )
+    ctx = {"settings": runtime.settings, "redis": runtime.redis, "clients": {}, "outbox": runtime.outbox}
+    return await CONSUMER.apply(runtime.db, envelope, ctx)
+
+
+def snapshot(contact_id: str, email: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "contact": {
+            "id": contact_id,
+            "email": email,
+            "first_name": fields.get("first_name"),
+            "last_name": fields.get("last_name"),
+            "timezone": fields.get("timezone"),
+            "attributes": fields.get("attributes", {}),
+            "company": fields.get("company"),
+            "stage": fields.get("stage", "lead"),
+            "consent": fields.get("consent", {"status": "subscribed"}),
+        }
+    }
+
+
+async def add_contact(runtime: Runtime, email: str | None = None, **fields: Any) -> str:
+    """Copy a new contact into the sequencer the way contact.changed does; return its id."""
+    contact_id = uuid.uuid4().hex
+    await deliver(runtime, "contact.changed", snapshot(contact_id, email or f"{contact_id[:10]}@example.com", **fields))
+    return contact_id
+
+
+def timeline_event(contact_id: str, kind: str, properties: dict[str, Any], occurred_at: datetime | None = None) -> dict[str, Any]:
+    at = (occurred_at or clock.now()).isoformat()
+    return {
+        "event": {
+            "id": uuid.uuid4().hex,
+            "contact_id": contact_id,
+            "type": kind,
+            "occurred_at": at,
+            "received_at": at,
+            "properties": properties,
+        }
+    }
+
+
+async def drive(runtime: Runtime, *, rounds: int = 50) -> dict[str, int]:
+    """Sweep until no due step run is left that can make progress; return the outcomes."""
+    totals: dict[str, int] = defaultdict(int)
+    for _ in range(rounds):
+        counts = await sweep_once(runtime)
+        for outcome, count in counts.items():
+            totals[outcome] += count
+        progressed = sum(count for outcome, count in counts.items() if outcome not in {"in_flight", "busy", "not_due"})
+        if not progressed:
+            return dict(totals)
+    raise AssertionError(f"steps still due after {rounds} sweeps: {dict(totals)}")
+
+
+async def live_through(runtime: Runtime, until: datetime, *, sequence_id: str) -> list[datetime]:
+    """Move the frozen clock from due time to due time of one sequence up to `until`, running what falls due.
+
+    Returns the instants the clock stopped at, so a test can see that nothing ran in between.
+    """
+    stops: list[datetime] = []
+    while True:
+        await drive(runtime)
+        async with runtime.db.session() as session:
+            query = (
+                select(func.min(StepRun.due_at))
+                .join(Enrolment, col(Enrolment.id) == col(StepRun.enrolment_id))
+                .where(Enrolment.sequence_id == sequence_id)
+                .where(col(StepRun.state) == "scheduled", col(StepRun.due_at) > clock.now())
+            )
+            next_due = (await session.exec(query)).one()
+        if next_due is None or next_due > until:
+            return stops
+        clock.freeze(next_due)
+        stops.append(next_due)
+
+
+def isolated_database_url(environment: TestEnvironment) -> str:
+    """Return the URL of a sequencer database for these tests alone, beside the session's databases."""
+    shared = make_url(environment.database_urls["sequencer"])
+    if environment.backend == "postgres":
+        return shared.set(database=f"nurture_{environment.namespace}_sequencer_tests").render_as_string(hide_password=False)
+    return f"sqlite+aiosqlite:///{environment.root / 'db' / 'sequencer-tests.db'}"
+
+
+def create_database(url: str) -> None:
+    """Create and migrate the database (blocking: Alembic runs its own event loop)."""
+    asyncio.run(ensure_database(url))
+    upgrade("sequencer", url)
+
+
+def drop_database(url: str) -> None:
+    if not url.startswith("postgresql"):
+        return
+
+    async def _drop() -> None:
+        target = make_url(url)
+        connection = await asyncpg.connect(
+            host=target.host, port=target.port or 5432, user=target.username, password=target.password, database="postgres"
+        )
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    asyncio.run(_drop())
