@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from services.contacts.timeline.router import BatchIn, EventAccepted
+from services.contacts.timeline.router import BatchIn, BatchOut, EventAccepted
 from services.contacts.timeline.service import EventIn
 from services.gateway.keys.auth import require_scope
 from services.gateway.routes.forward import forward
@@ -25,8 +25,8 @@ async def post_event(body: EventIn, request: Request, _: WriteEvents) -> Respons
     return await forward(request, "contacts", "POST", "/events", json=document)
 
 
-@router.post("/events/batch", status_code=202)
+@router.post("/events/batch", status_code=202, response_model=BatchOut)
 async def post_events(body: BatchIn, request: Request, _: WriteEvents) -> Response:
-    """Accept up to 1,000 events, answering with a result per event."""
-    events = [{**event, "id": event.get("id") or uuid.uuid4().hex} for event in body.events]
+    """Accept up to 1,000 events, answering with a result per event in the order sent."""
+    events = [{**event, "id": event.get("id") or uuid.uuid4().hex} if isinstance(event, dict) else event for event in body.events]
     return await forward(request, "contacts", "POST", "/events/batch", json={"events": events})
