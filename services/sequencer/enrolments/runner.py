@@ -16,6 +16,7 @@ again with the same Message-ID, because its final dot never went out, and an `aw
 is taken as sent, because the server may have it.
 """
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -493,8 +494,27 @@ async def _deliver(runtime: Runtime, delivery: Delivery) -> str:
         if result.outcome is None:
             return "lost_claim"
         return await _record_outcome(runtime, delivery, result)
+    except asyncio.CancelledError:
+        # The worker is stopping: release a claim that has not reached the final dot, so another
+        # worker sends the message now instead of waiting for this one's heartbeat to go stale.
+        await asyncio.shield(_release_claim(runtime, delivery))
+        raise
     finally:
         runtime.in_flight.discard(delivery.message_row_id)
+
+
+async def _release_claim(runtime: Runtime, delivery: Delivery) -> None:
+    async with runtime.db.session() as session:
+        await session.exec(
+            update(SentMessage)
+            .where(
+                col(SentMessage.id) == delivery.message_row_id,
+                col(SentMessage.claimed_by) == runtime.worker_id,
+                col(SentMessage.state) == "sending",
+            )
+            .values(claimed_by=None, updated_at=clock.now())
+        )
+        await session.commit()
 
 
 async def _hand_over(runtime: Runtime, delivery: Delivery) -> bool:

@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 
 from arq.connections import ArqRedis
+from sqlalchemy import delete, update
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
@@ -16,6 +18,7 @@ from services.kit.http import ServiceClient
 from services.kit.outbox import Outbox
 from services.kit.tokens import TokenSigner
 from services.sequencer.db import OutboxMessage
+from services.sequencer.dbutil import insert_ignoring_conflict
 from services.sequencer.enrolments.models import WorkerHeartbeat
 from services.sequencer.sending.smtp import SmtpPool
 from services.sequencer.settings import SequencerSettings
@@ -51,7 +54,11 @@ class Runtime:
         return wall_now() - timedelta(seconds=self.settings.worker_stale_after_s)
 
     async def close(self) -> None:
+        """Close the SMTP connections and retire the heartbeat, so other workers take over at once."""
         await self.smtp.close()
+        async with self.db.session() as session:
+            await session.exec(delete(WorkerHeartbeat).where(col(WorkerHeartbeat.worker_id) == self.worker_id))  # type: ignore[call-overload]
+            await session.commit()
 
 
 def build_runtime(
@@ -83,8 +90,8 @@ async def beat(runtime: Runtime) -> None:
 
 async def _upsert_heartbeat(session: AsyncSession, worker_id: str) -> None:
     now = wall_now()
-    heartbeat = await session.get(WorkerHeartbeat, worker_id)
-    if heartbeat is None:
-        session.add(WorkerHeartbeat(worker_id=worker_id, beat_at=now, started_at=now))
-    else:
-        heartbeat.beat_at = now
+    values = {"worker_id": worker_id, "beat_at": now, "started_at": now}
+    if await insert_ignoring_conflict(session, WorkerHeartbeat, values) is None:
+        await session.exec(
+            update(WorkerHeartbeat).where(col(WorkerHeartbeat.worker_id) == worker_id).values(beat_at=now)  # type: ignore[call-overload]
+        )
