@@ -18,5 +18,7 @@ class ApiKey(GatewayBase, table=True):  # type: ignore[call-arg]
     prefix: str = Field(max_length=16, unique=True)
     key_hash: str = Field(max_length=64)
     scopes: list[str] = Field(default_factory=list, sa_type=JSON)
+    # Requests per rate-limit window for this key; None uses GATEWAY_RATE_LIMIT_REQUESTS, 0 is unlimited.
+    rate_limit: int | None = Field(default=None, ge=0)
     created_at: datetime = Field(sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

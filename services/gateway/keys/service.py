@@ -19,8 +19,15 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-async def create_key(session: AsyncSession, *, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
-    """Create a key and return its row and the key itself, which is never stored."""
+async def create_key(
+    session: AsyncSession, *, name: str, scopes: list[str], rate_limit: int | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key and return its row and the key itself, which is never stored.
+
+    `rate_limit` is the key's requests per window; None uses the gateway's default, 0 is unlimited.
+    """
+    if rate_limit is not None and rate_limit < 0:
+        raise ValueError(f"rate_limit must be 0 (unlimited) or more, got {rate_limit}")
     prefix = secrets.token_hex(6)
     key = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     row = ApiKey(
@@ -29,6 +36,7 @@ async def create_key(session: AsyncSession, *, name: str, scopes: list[str]) -> 
         prefix=prefix,
         key_hash=_hash(key),
         scopes=validate_scopes(scopes),
+        rate_limit=rate_limit,
         created_at=clock.now(),
     )
     session.add(row)

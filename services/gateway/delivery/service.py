@@ -1,0 +1,195 @@
+"""Running the delivery steps of gateway rows, with retries that survive restarts.
+
+A new row gets a job on the gateway's queue at once. The job and the periodic sweep both claim a
+row by moving its `next_attempt_at` forward with a compare-and-set, so only one of them runs it at
+a time. Every step is idempotent (timeline events carry a fixed id, consent is set to a value), so
+a step repeated after a crash changes nothing. A transient failure (contacts down, 5xx, timeout)
+schedules another attempt with exponential backoff; a permanent one (4xx) marks the row failed.
+"""
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+from sqlalchemy import update
+from sqlmodel import select
+
+from services.gateway.delivery.models import DeliveryColumns
+from services.gateway.webhooks import WebhookRejected, confirm_sns_subscription
+from services.kit import clock
+from services.kit.db import Database
+from services.kit.logging import get_logger
+from services.kit.problems import Problem
+from services.kit.queue import job_id, queue_name
+
+log = get_logger(__name__)
+
+DELIVERY_JOB = "deliver_row"
+# The job normally delivers a new row within milliseconds; the sweep waits this long before it
+# takes a row whose job may have been lost.
+SWEEP_GRACE = timedelta(seconds=10)
+# How long a claimed row stays away from other deliverers while its steps run.
+CLAIM_LEASE = timedelta(seconds=60)
+SWEEP_BATCH = 100
+_TRANSIENT_STATUSES = frozenset({408, 425, 429})
+
+
+class StepFailed(Exception):
+    """A delivery step failed; `transient` says whether another attempt may succeed."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def contacts_step(
+    method: str, path: str, body: dict[str, Any], params: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Return a step that calls the contacts service."""
+    return {"call": "contacts", "method": method, "path": path, "json": body, "params": params or {}}
+
+
+def sns_subscribe_step(url: str) -> dict[str, Any]:
+    """Return a step that confirms an SNS subscription by visiting its validated SubscribeURL."""
+    return {"call": "sns_subscribe", "url": url}
+
+
+class DeliveryQueue:
+    """Enqueues delivery jobs on the gateway's queue; a Redis failure leaves the work to the sweep."""
+
+    def __init__(self, redis: ArqRedis, namespace: str) -> None:
+        self.redis = redis
+        self.namespace = namespace
+
+    async def enqueue(self, table: str, row_ids: Sequence[str]) -> None:
+        for row_id in row_ids:
+            try:
+                await self.redis.enqueue_job(
+                    DELIVERY_JOB,
+                    table,
+                    row_id,
+                    _job_id=job_id(self.namespace, "gateway", "deliver", table, row_id),
+                    _queue_name=queue_name(self.namespace, "gateway"),
+                )
+            except (RedisError, OSError) as error:
+                log.warning("delivery.enqueue_failed", table=table, row_id=row_id, error=repr(error))
+                return
+
+
+class Deliverer:
+    """Claims rows of the delivery tables and runs their steps."""
+
+    def __init__(
+        self,
+        db: Database,
+        models: dict[str, type[DeliveryColumns]],
+        *,
+        contacts: Any,
+        provider_http: httpx.AsyncClient | None,
+        max_backoff_s: int,
+    ) -> None:
+        self.db = db
+        self.models = models
+        self.contacts = contacts
+        self.provider_http = provider_http
+        self.max_backoff_s = max_backoff_s
+
+    async def deliver(self, table: str, row_id: str) -> str:
+        """Deliver one row if it is pending and not claimed; return the outcome for logs and tests."""
+        model = self.models[table]
+        async with self.db.session() as session:
+            row = await session.get(model, row_id)
+            if row is None or row.state != "pending":
+                return "absent" if row is None else row.state
+            steps, seen = list(row.steps), row.next_attempt_at
+
+        if not await self._claim(model, row_id, seen):
+            return "claimed_elsewhere"
+        try:
+            for step in steps:
+                await self.run_step(step)
+        except StepFailed as failure:
+            return await self._record_failure(model, table, row_id, failure)
+        await self._set(model, row_id, state="delivered", delivered_at=clock.now(), last_error=None)
+        log.info("delivery.delivered", table=table, row_id=row_id)
+        return "delivered"
+
+    async def sweep(self) -> int:
+        """Deliver pending rows that are due (their job was lost or their retry time came)."""
+        delivered = 0
+        for table, model in self.models.items():
+            async with self.db.session() as session:
+                query = (
+                    select(model.id)  # type: ignore[attr-defined]
+                    .where(model.state == "pending", model.next_attempt_at <= clock.now())
+                    .order_by(model.next_attempt_at)
+                    .limit(SWEEP_BATCH)
+                )
+                row_ids = list((await session.exec(query)).all())
+            for row_id in row_ids:
+                if await self.deliver(table, row_id) == "delivered":
+                    delivered += 1
+        return delivered
+
+    async def run_step(self, step: dict[str, Any]) -> None:
+        """Run one step; raise `StepFailed` saying whether a retry may help."""
+        if step.get("call") == "contacts":
+            await self._call_contacts(step)
+        elif step.get("call") == "sns_subscribe":
+            await self._confirm_subscription(str(step["url"]))
+        else:
+            raise StepFailed(f"unknown delivery step {step.get('call')!r}", transient=False)
+
+    async def _call_contacts(self, step: dict[str, Any]) -> None:
+        try:
+            await self.contacts.request(step["method"], step["path"], json=step["json"], params=step.get("params") or None)
+        except Problem as problem:
+            transient = problem.status >= 500 or problem.status in _TRANSIENT_STATUSES
+            raise StepFailed(f"contacts answered {problem.status}: {problem.detail}", transient=transient) from problem
+
+    async def _confirm_subscription(self, url: str) -> None:
+        if self.provider_http is None:
+            raise StepFailed("no HTTP client for provider calls in this process", transient=True)
+        try:
+            await confirm_sns_subscription(self.provider_http, url)
+        except WebhookRejected as rejected:
+            raise StepFailed(f"SubscribeURL rejected: {rejected.reason}", transient=False) from rejected
+        except httpx.HTTPStatusError as error:
+            transient = error.response.status_code >= 500 or error.response.status_code in _TRANSIENT_STATUSES
+            raise StepFailed(f"SNS answered {error.response.status_code}", transient=transient) from error
+        except httpx.HTTPError as error:
+            raise StepFailed(f"SNS subscription confirmation failed: {error!r}", transient=True) from error
+        log.info("webhook.sns_subscription_confirmed", url=url.split("?")[0])
+
+    async def _claim(self, model: type[DeliveryColumns], row_id: str, seen: Any) -> bool:
+        async with self.db.session() as session:
+            result = await session.exec(
+                update(model)
+                .where(model.id == row_id, model.state == "pending", model.next_attempt_at == seen)  # type: ignore[attr-defined]
+                .values(next_attempt_at=clock.now() + CLAIM_LEASE, attempts=model.attempts + 1)
+            )
+            await session.commit()
+        return result.rowcount == 1
+
+    async def _record_failure(self, model: type[DeliveryColumns], table: str, row_id: str, failure: StepFailed) -> str:
+        message = str(failure)[:1000]
+        if not failure.transient:
+            await self._set(model, row_id, state="failed", last_error=message)
+            log.error("delivery.failed", table=table, row_id=row_id, error=message)
+            return "failed"
+
+        async with self.db.session() as session:
+            row = await session.get(model, row_id)
+            attempts = row.attempts if row is not None else 1
+        delay_s = min(self.max_backoff_s, 2**attempts)
+        await self._set(model, row_id, next_attempt_at=clock.now() + timedelta(seconds=delay_s), last_error=message)
+        log.warning("delivery.retry", table=table, row_id=row_id, attempts=attempts, retry_in_s=delay_s, error=message)
+        return "retry"
+
+    async def _set(self, model: type[DeliveryColumns], row_id: str, **values: Any) -> None:
+        async with self.db.session() as session:
+            await session.exec(update(model).where(model.id == row_id).values(**values))  # type: ignore[attr-defined]
+            await session.commit()

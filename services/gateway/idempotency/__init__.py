@@ -1,0 +1,1 @@
+"""Idempotency-Key handling for the public POST routes."""

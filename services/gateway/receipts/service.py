@@ -1,0 +1,176 @@
+"""Accepting one provider webhook request: verify, store one receipt per new event, hand over.
+
+The request is authenticated and mapped by the webhook library. Each mapped event is inserted under
+its unique (provider, provider_event_id); a conflict is a duplicate and is skipped. The insert
+commits before the provider gets its 2xx, and the worker then delivers each new receipt to the
+contacts service, so the provider's answer never waits for contacts.
+"""
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from http import HTTPStatus
+from typing import Any
+
+from prometheus_client import Counter
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.gateway.delivery.service import SWEEP_GRACE, contacts_step, sns_subscribe_step
+from services.gateway.receipts.models import WebhookReceipt
+from services.gateway.receipts.timeline import timeline_event, timeline_event_id
+from services.gateway.webhooks import (
+    CertificateFetcher,
+    ReplayCache,
+    WebhookConfig,
+    WebhookError,
+    WebhookEvent,
+    WebhookResult,
+    WebhookUnavailable,
+    verify_and_map,
+)
+from services.kit import clock
+from services.kit.db import Database
+from services.kit.logging import get_logger
+from services.kit.problems import Problem
+
+log = get_logger(__name__)
+
+WEBHOOK_REQUESTS = Counter(
+    "nurture_webhook_requests_total", "Provider webhook requests by outcome", ["provider", "outcome"]
+)
+RECEIPTS_TABLE = "webhook_receipt"
+
+
+class WebhookProblem(Problem):
+    """A rejected webhook request, with the status that steers the provider's retries."""
+
+    slug = "webhook-rejected"
+
+    def __init__(self, error: WebhookError) -> None:
+        headers = dict(error.headers)
+        if isinstance(error, WebhookUnavailable):
+            headers.setdefault("Retry-After", "30")
+        super().__init__(error.reason, headers=headers, code=error.code.value)
+        self.status = error.status
+        self.title = HTTPStatus(error.status).phrase
+
+
+@dataclass(frozen=True)
+class WebhookVerifier:
+    """What `verify_and_map` needs besides the request."""
+
+    config: WebhookConfig
+    replay_cache: ReplayCache
+    cert_fetcher: CertificateFetcher
+
+
+@dataclass(frozen=True)
+class Accepted:
+    events: int
+    stored_ids: list[str]
+    duplicates: int
+    skipped: int
+
+
+async def accept_webhook(
+    db: Database, verifier: WebhookVerifier, provider: str, headers: Mapping[str, str], body: bytes
+) -> Accepted:
+    """Verify one webhook request and store its new events; raise `WebhookProblem` when rejected."""
+    try:
+        result = await verify_and_map(
+            provider,
+            method="POST",
+            headers=headers,
+            body=body,
+            config=verifier.config,
+            replay_cache=verifier.replay_cache,
+            cert_fetcher=verifier.cert_fetcher,
+            now=clock.now(),
+        )
+    except WebhookError as error:
+        # Only the code and the reason: the body and the signature values stay out of the logs.
+        log.warning("webhook.rejected", provider=provider, status=error.status, code=error.code.value, reason=error.reason)
+        WEBHOOK_REQUESTS.labels(provider, error.code.value).inc()
+        raise WebhookProblem(error) from error
+
+    for skipped in result.skipped:
+        log.info("webhook.event_skipped", provider=provider, index=skipped.index, kind=skipped.kind,
+                 reason=skipped.reason.value, detail=skipped.detail)
+
+    rows = _receipts(result, body)
+    async with db.session() as session:
+        stored_ids = await _insert_new(session, rows)
+    WEBHOOK_REQUESTS.labels(provider, "accepted").inc()
+    log.info("webhook.accepted", provider=provider, events=len(result.events), stored=len(stored_ids),
+             skipped=len(result.skipped))
+    return Accepted(
+        events=len(result.events),
+        stored_ids=stored_ids,
+        duplicates=len(rows) - len(stored_ids),
+        skipped=len(result.skipped),
+    )
+
+
+def _receipts(result: WebhookResult, body: bytes) -> list[dict[str, Any]]:
+    now = clock.now()
+    rows: dict[str, dict[str, Any]] = {}
+    for event in result.events:
+        # A batch may repeat an event; the first occurrence stands for both.
+        rows.setdefault(event.provider_event_id, _event_receipt(event, now))
+    if result.action == "confirm_subscription" and result.subscribe_url:
+        row = _subscription_receipt(result.provider.value, result.subscribe_url, body, now)
+        rows.setdefault(row["provider_event_id"], row)
+    return list(rows.values())
+
+
+def _event_receipt(event: WebhookEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "id": timeline_event_id(event.provider.value, event.provider_event_id),
+        "provider": event.provider.value,
+        "provider_event_id": event.provider_event_id,
+        "kind": "event",
+        "event_type": event.type.value,
+        "email": event.email,
+        "provider_message_id": event.message_id,
+        "occurred_at": event.occurred_at,
+        "received_at": now,
+        "raw": event.raw,
+        **_pending(now, [contacts_step("POST", "/events", timeline_event(event))]),
+    }
+
+
+def _subscription_receipt(provider: str, subscribe_url: str, body: bytes, now: datetime) -> dict[str, Any]:
+    # The library verified the envelope already, so its MessageId can be read as is.
+    envelope = json.loads(body)
+    provider_event_id = f"subscription:{envelope['MessageId']}"
+    return {
+        "id": timeline_event_id(provider, provider_event_id),
+        "provider": provider,
+        "provider_event_id": provider_event_id,
+        "kind": "sns_subscription",
+        "received_at": now,
+        "raw": {"TopicArn": envelope.get("TopicArn"), "MessageId": envelope["MessageId"]},
+        **_pending(now, [sns_subscribe_step(subscribe_url)]),
+    }
+
+
+def _pending(now: datetime, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"state": "pending", "steps": steps, "attempts": 0, "next_attempt_at": now + SWEEP_GRACE}
+
+
+async def _insert_new(session: AsyncSession, rows: list[dict[str, Any]]) -> list[str]:
+    """Insert the rows whose key is new and return their ids; existing keys are left alone."""
+    if not rows:
+        return []
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(WebhookReceipt)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning(WebhookReceipt.id)  # type: ignore[arg-type]
+    )
+    stored = list((await session.exec(statement)).scalars().all())  # type: ignore[call-overload]
+    await session.commit()
+    return stored

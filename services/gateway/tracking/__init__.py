@@ -1,0 +1,1 @@
+"""Open pixel, click redirects and unsubscribe links, authenticated by signed tokens."""
