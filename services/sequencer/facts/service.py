@@ -16,7 +16,7 @@ from services.kit import clock
 from services.kit.contracts.contacts import ContactSnapshot
 from services.kit.http import ServiceClient
 from services.kit.logging import get_logger
-from services.kit.problems import NotFound
+from services.kit.problems import NotFound, Problem
 from services.sequencer.facts.models import ContactFact, ErasedContact
 from services.sequencer.sequences import ContactFacts, Stage
 from services.sequencer.templates import Recipient
@@ -241,7 +241,12 @@ async def fetch_from_contacts(session: AsyncSession, contact_id: str, contacts: 
     if await is_erased(session, contact_id):
         raise NotFound(f"contact {contact_id} was erased")
 
-    document = await contacts.request("GET", f"/contacts/{contact_id}")
+    try:
+        document = await contacts.request("GET", f"/contacts/{contact_id}")
+    except Problem as problem:
+        if problem.status == 404:
+            raise NotFound(f"no contact has id {contact_id}") from None
+        raise
     at = _parse_time(document.get("updated_at")) or clock.now()
     snapshot = ContactSnapshot.model_validate(
         {
