@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -58,10 +59,13 @@ async def create_contact(
     *,
     actor: str,
     stage: str = INITIAL_STAGE,
+    check_now: bool = True,
 ) -> Contact:
-    """Create a contact (flushed, not committed) with its first stage-history entry.
+    """Create a contact (not committed) with its first stage-history entry.
 
-    Raises Conflict naming the existing id when the address belongs to a contact already.
+    With `check_now` the contact is flushed at once in a savepoint, and an address that belongs to
+    a contact already raises Conflict naming the existing id. Batch writers pass False to save that
+    round trip per contact; a clash then surfaces as IntegrityError at the commit.
     """
     address = normalise_email(email)
     now = clock.now()
@@ -74,6 +78,11 @@ async def create_contact(
         created_at=now,
         updated_at=now,
     )
+    if not check_now:
+        session.add(contact)
+        _record_creation(session, contact, changes, actor, now)
+        return contact
+
     try:
         async with session.begin_nested():
             session.add(contact)
@@ -83,9 +92,13 @@ async def create_contact(
             raise
         raise _exists(existing) from None
 
-    session.add(StageChange(contact_id=contact.id, from_stage=None, to_stage=stage, kind="created", actor=actor, at=now))
-    changes.created(contact.id)
+    _record_creation(session, contact, changes, actor, now)
     return contact
+
+
+def _record_creation(session: AsyncSession, contact: Contact, changes: ContactChanges, actor: str, at: datetime) -> None:
+    session.add(StageChange(contact_id=contact.id, from_stage=None, to_stage=contact.stage, kind="created", actor=actor, at=at))
+    changes.created(contact.id)
 
 
 async def find_or_create_by_email(

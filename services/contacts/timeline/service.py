@@ -38,7 +38,7 @@ from services.contacts.timeline.models import TimelineEvent
 from services.kit import clock
 from services.kit.contracts import contacts as topics
 from services.kit.outbox import Outbox
-from services.kit.problems import Conflict, NotFound, Problem, invalid
+from services.kit.problems import NotFound, Problem, invalid
 
 MAX_MESSAGE_ID_LENGTH = 200
 
@@ -226,14 +226,9 @@ async def _resolve_contacts(
 
 
 async def _create_for_event(session: AsyncSession, item: _Pending, changes: ContactChanges) -> Contact:
-    try:
-        return await create_contact(session, item.email or "", changes, actor="event")
-    except Conflict:
-        # A concurrent request created this address after our look-up; record the event on that contact.
-        contact = (await session.exec(select(Contact).where(Contact.email_key == item.email_key))).first()
-        if contact is None:
-            raise
-        return contact
+    # Not checked at once: if another request creates the same address meanwhile, the commit fails
+    # on the unique key and the caller stores the events again one by one, finding that contact.
+    return await create_contact(session, item.email or "", changes, actor="event", check_now=False)
 
 
 async def list_timeline(

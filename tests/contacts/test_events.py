@@ -1,0 +1,182 @@
+"""The behaviour timeline: one row per event id, batches with a result per event, and consumers."""
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from services.contacts.changes import ContactChanges
+from services.contacts.db import ProcessedEvent
+from services.contacts.worker import worker_settings
+from services.kit import clock
+from services.kit.consumer import EventConsumer
+from services.kit.contracts import EventEnvelope
+from services.kit.contracts import contacts as topics
+from services.kit.contracts import sequencer as sequencer_topics
+from tests.contacts.support import Apps, create_contact, published, unique_email, worker_context
+
+T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+
+
+async def test_same_id_is_stored_once(contacts_app: Apps) -> None:
+    app, client = contacts_app
+    event = {"id": f"evt-{uuid.uuid4().hex}", "email": unique_email(), "type": "form_submitted"}
+
+    first = await client.post("/events", json=event)
+    second = await client.post("/events", json=event)
+
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert (first.json()["status"], second.json()["status"]) == ("stored", "duplicate")
+    assert second.json()["contact_id"] == first.json()["contact_id"]
+    assert len(await published(app, topics.EVENT_RECORDED, event__id=event["id"])) == 1
+
+
+async def test_event_publishes_contract_payload(contacts_app: Apps) -> None:
+    app, client = contacts_app
+    contact = await create_contact(client)
+    event_id = uuid.uuid4().hex
+
+    await client.post("/events", json={"id": event_id, "contact_id": contact["id"], "type": "page_view", "occurred_at": T0.isoformat(), "properties": {"url": "/pricing"}})
+
+    [payload] = await published(app, topics.EVENT_RECORDED, event__id=event_id)
+    event = topics.EventRecorded.model_validate(payload).event
+    assert (event.contact_id, event.type, event.occurred_at, event.properties) == (contact["id"], "page_view", T0, {"url": "/pricing"})
+
+
+async def test_timeline_is_newest_first_by_occurred_at(contacts_app: Apps) -> None:
+    _, client = contacts_app
+    contact = await create_contact(client)
+    for minutes in (5, 0, 10, 3):
+        at = (T0 + timedelta(minutes=minutes)).isoformat()
+        await client.post("/events", json={"id": f"t{minutes}-{contact['id']}", "contact_id": contact["id"], "type": "page_view", "occurred_at": at})
+
+    first = (await client.get(f"/contacts/{contact['id']}/timeline", params={"limit": 3})).json()
+    second = (await client.get(f"/contacts/{contact['id']}/timeline", params={"limit": 3, "cursor": first["next_cursor"]})).json()
+
+    order = [event["occurred_at"][14:16] for event in first["items"] + second["items"]]
+    assert order == ["10", "05", "03", "00"]
+    assert second["next_cursor"] is None
+
+
+async def test_event_for_unknown_contact_id_is_404(contacts_app: Apps) -> None:
+    _, client = contacts_app
+
+    response = await client.post("/events", json={"contact_id": uuid.uuid4().hex, "type": "page_view"})
+
+    assert response.status_code == 404
+
+
+async def test_event_far_in_future_is_422(contacts_app: Apps) -> None:
+    _, client = contacts_app
+    at = (clock.now() + timedelta(days=2)).isoformat()
+
+    response = await client.post("/events", json={"email": unique_email(), "type": "page_view", "occurred_at": at})
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "occurred_at"
+
+
+async def test_batch_answers_each_event(contacts_app: Apps) -> None:
+    _, client = contacts_app
+    contact = await create_contact(client)
+    repeated = f"rep-{uuid.uuid4().hex}"
+    events = [
+        {"id": repeated, "contact_id": contact["id"], "type": "page_view"},
+        {"email": "not-an-email", "type": "page_view"},
+        {"id": repeated, "contact_id": contact["id"], "type": "page_view"},
+        {"contact_id": contact["id"], "type": "Bad Type"},
+        {"contact_id": uuid.uuid4().hex, "type": "page_view"},
+        {"email": unique_email(), "type": "form_submitted"},
+    ]
+
+    response = await client.post("/events/batch", json={"events": events})
+
+    items = response.json()["items"]
+    assert response.status_code == 202
+    assert [item["index"] for item in items] == list(range(6))
+    assert [item["status"] for item in items] == ["stored", "rejected", "duplicate", "rejected", "rejected", "stored"]
+    assert items[1]["error"]["errors"][0]["field"] == "email"
+    assert items[3]["error"]["errors"][0]["field"] == "type"
+    assert items[4]["error"]["status"] == 404
+
+
+async def test_batch_creates_one_contact_per_address(contacts_app: Apps) -> None:
+    _, client = contacts_app
+    email = unique_email("batch")
+    events = [{"email": spelled, "type": "page_view"} for spelled in (email, email.upper(), f" {email} ")]
+
+    items = (await client.post("/events/batch", json={"events": events})).json()["items"]
+
+    assert len({item["contact_id"] for item in items}) == 1
+
+
+async def test_batch_ingest_speed(contacts_app: Apps) -> None:
+    """A batch of 1,000 events for 200 new contacts: the rate is printed and must reach 300 per second."""
+    _, client = contacts_app
+    emails = [unique_email("speed") for _ in range(200)]
+    events = [
+        {"id": uuid.uuid4().hex, "email": emails[index % 200], "type": "page_view", "properties": {"url": f"/p/{index}"}}
+        for index in range(1000)
+    ]
+
+    started = time.perf_counter()
+    response = await client.post("/events/batch", json={"events": events})
+    elapsed = time.perf_counter() - started
+
+    assert all(item["status"] == "stored" for item in response.json()["items"])
+    rate = len(events) / elapsed
+    print(f"batch ingest: {len(events)} events in {elapsed:.2f} s = {rate:.0f} events/s")
+    assert rate >= 300
+
+
+async def test_engagement_consumer_records_timeline_event(contacts_app: Apps) -> None:
+    app, client = contacts_app
+    contact = await create_contact(client)
+    consumer = EventConsumer(ProcessedEvent, worker_settings(app.state.settings).functions[0].coroutine.__self__.handlers)
+    payload = sequencer_topics.EmailEngagement(
+        event_id=f"eng-{uuid.uuid4().hex}", contact_id=contact["id"], type="email_bounced", occurred_at=T0,
+        properties={"message_id": "m9", "bounce_class": "hard"},
+    )
+    envelope = EventEnvelope(
+        id=uuid.uuid4().hex, topic=sequencer_topics.EMAIL_ENGAGEMENT, producer="sequencer", occurred_at=T0,
+        payload=payload.model_dump(mode="json"),
+    )
+
+    first = await consumer.apply(app.state.db, envelope, worker_context(app))
+    second = await consumer.apply(app.state.db, envelope, worker_context(app))
+
+    assert (first, second) == ("applied", "duplicate")
+    timeline = (await client.get(f"/contacts/{contact['id']}/timeline")).json()["items"]
+    assert [event["id"] for event in timeline] == [payload.event_id]
+    assert (await client.get(f"/contacts/{contact['id']}/sendability")).json()["reason"] == "hard_bounce"
+
+
+async def test_engagement_for_erased_contact_is_dropped(contacts_app: Apps) -> None:
+    app, _ = contacts_app
+    handlers = worker_settings(app.state.settings).functions[0].coroutine.__self__.handlers
+    consumer = EventConsumer(ProcessedEvent, handlers)
+    payload = sequencer_topics.EmailEngagement(event_id=uuid.uuid4().hex, contact_id=uuid.uuid4().hex, type="email_opened", occurred_at=T0)
+    envelope = EventEnvelope(
+        id=uuid.uuid4().hex, topic=sequencer_topics.EMAIL_ENGAGEMENT, producer="sequencer", occurred_at=T0,
+        payload=payload.model_dump(mode="json"),
+    )
+
+    assert await consumer.apply(app.state.db, envelope, worker_context(app)) == "applied"
+    async with app.state.db.session() as session:
+        from services.contacts.people.models import Contact
+
+        assert await session.get(Contact, payload.contact_id) is None
+    assert ContactChanges().empty
+
+
+async def test_concurrent_batches_share_new_contact(contacts_app: Apps) -> None:
+    import asyncio
+
+    _, client = contacts_app
+    email = unique_email("race")
+    batches = [{"events": [{"email": email, "type": "page_view"} for _ in range(3)]} for _ in range(4)]
+
+    responses = await asyncio.gather(*(client.post("/events/batch", json=batch) for batch in batches))
+
+    items = [item for response in responses for item in response.json()["items"]]
+    assert {item["status"] for item in items} == {"stored"}
+    assert len({item["contact_id"] for item in items}) == 1
