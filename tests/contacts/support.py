@@ -51,3 +51,28 @@ def worker_context(app: FastAPI) -> dict[str, Any]:
         "redis": app.state.redis,
         "clients": app.state.clients,
     }
+
+
+async def move_stage(client: httpx.AsyncClient, contact_id: str, stage: str, **body: Any) -> httpx.Response:
+    return await client.post(f"/contacts/{contact_id}/stage", json={"stage": stage, "actor": "sales:jane@example.com", **body})
+
+
+async def history(client: httpx.AsyncClient, contact_id: str) -> list[dict[str, Any]]:
+    response = await client.get(f"/contacts/{contact_id}/stage-history", params={"limit": 500})
+    assert response.status_code == 200, response.text
+    return response.json()["items"]  # type: ignore[no-any-return]
+
+
+async def upload(client: httpx.AsyncClient, content: bytes, mapping: dict[str, str], **form: str) -> httpx.Response:
+    """Post a CSV import as multipart, the way the gateway forwards it."""
+    import json
+
+    files = {"file": ("contacts.csv", content, "text/csv")}
+    return await client.post("/imports", files=files, data={"mapping": json.dumps(mapping), **form})
+
+
+async def run_import_now(app: FastAPI, import_id: str) -> None:
+    """Run the import job the contacts worker would run, in this process."""
+    from services.contacts.imports.tasks import run_import
+
+    assert await run_import({**worker_context(app), "job_try": 1}, import_id) == "done"

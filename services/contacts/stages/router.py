@@ -18,13 +18,17 @@ from services.kit.problems import invalid
 
 router = APIRouter(tags=["stages"])
 
+DEFAULT_ACTOR = "api"
+
 
 class StageMoveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     stage: str = Field(max_length=32, description="Target stage; names ignore case")
     reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH * 2)
-    actor: str = Field(max_length=MAX_ACTOR_LENGTH * 2, description="Who moves it, such as sales:jane@example.com")
+    actor: str | None = Field(
+        default=None, max_length=MAX_ACTOR_LENGTH * 2, description="Who moves it, such as sales:jane@example.com; default api"
+    )
     allow_regression: bool = Field(default=False, description="Allow a backward move; a reason is then required")
 
 
@@ -67,7 +71,7 @@ async def move_stage(
     changes = ContactChanges()
     entry = await change_stage(
         session, outbox, contact, body.stage, changes,
-        reason=body.reason, actor=body.actor, allow_regression=body.allow_regression,
+        reason=body.reason, actor=body.actor or DEFAULT_ACTOR, allow_regression=body.allow_regression,
     )
     await flush_changes(session, outbox, changes, settings)
     await session.commit()

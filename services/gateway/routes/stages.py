@@ -8,6 +8,7 @@ from fastapi.responses import Response
 from services.contacts.stages.definitions import StageDefinition, StageDefinitionRevision
 from services.contacts.stages.router import StageChangeOut, StageMoveIn, StagesOut
 from services.gateway.keys.auth import require_scope
+from services.gateway.keys.models import ApiKey
 from services.gateway.routes.forward import forward
 from services.kit.pagination import CursorQuery, LimitQuery, Page
 
@@ -15,6 +16,7 @@ router = APIRouter(prefix="/v1", tags=["stages"])
 
 ReadContacts = Annotated[object, Depends(require_scope("contacts:read"))]
 WriteContacts = Annotated[object, Depends(require_scope("contacts:write"))]
+WritingKey = Annotated[ApiKey, Depends(require_scope("contacts:write"))]
 
 
 @router.get("/stages", response_model=StagesOut)
@@ -30,9 +32,14 @@ async def revise_stage(stage: str, body: StageDefinitionRevision, request: Reque
 
 
 @router.post("/contacts/{contact_id}/stage", response_model=StageChangeOut)
-async def move_stage(contact_id: str, body: StageMoveIn, request: Request, _: WriteContacts) -> Response:
-    """Move a contact's stage: 409 for a backward move without allow_regression, 422 for a missing reason."""
-    return await forward(request, "contacts", "POST", f"/contacts/{contact_id}/stage", json=body.model_dump(mode="json"))
+async def move_stage(contact_id: str, body: StageMoveIn, request: Request, key: WritingKey) -> Response:
+    """Move a contact's stage: 409 for a backward move without allow_regression, 422 for a missing reason.
+
+    Without an `actor`, the history names the API key that made the change.
+    """
+    document = body.model_dump(mode="json")
+    document["actor"] = body.actor or f"api_key:{key.name}"
+    return await forward(request, "contacts", "POST", f"/contacts/{contact_id}/stage", json=document)
 
 
 @router.get("/contacts/{contact_id}/stage-history", response_model=Page[StageChangeOut])
