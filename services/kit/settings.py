@@ -13,6 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICE_NAMES = ("contacts", "scoring", "sequencer", "gateway")
 
+# Shortest internal token or tracking secret accepted in production: 32 characters of a random token
+# carry well over 128 bits.
+MIN_SECRET_LENGTH = 32
+
 DEFAULT_PORTS = {"gateway": 8000, "contacts": 8001, "scoring": 8002, "sequencer": 8003}
 
 
@@ -70,10 +74,18 @@ class ServiceSettings(BaseSettings):
             path = (self.data_dir / f"{self.service_name}.db").resolve()
             self.database_url = f"sqlite+aiosqlite:///{path}"
         if self.environment == "production":
-            if self.internal_token == "development-internal-token":
-                raise ValueError("NURTURE_INTERNAL_TOKEN must be set to a secret value in production")
-            if self.tracking_secrets.startswith("development-"):
-                raise ValueError("NURTURE_TRACKING_SECRETS must be set to a secret value in production")
+            self._check_production_secrets()
+
+    def _check_production_secrets(self) -> None:
+        if self.internal_token == "development-internal-token" or len(self.internal_token) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"NURTURE_INTERNAL_TOKEN must be set to a secret of at least {MIN_SECRET_LENGTH} characters in production"
+            )
+        for secret in self.tracking_secrets.split(","):
+            if secret.startswith("development-") or len(secret.strip()) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"NURTURE_TRACKING_SECRETS must be set to secrets of at least {MIN_SECRET_LENGTH} characters in production"
+                )
 
     def url_of(self, service: str) -> str:
         """Return the base URL of another service on the internal network."""

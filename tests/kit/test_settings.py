@@ -38,7 +38,15 @@ def test_production_rejects_placeholder_secret(monkeypatch: pytest.MonkeyPatch) 
 
 def test_production_rejects_placeholder_tracking_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NURTURE_ENVIRONMENT", "production")
-    monkeypatch.setenv("NURTURE_INTERNAL_TOKEN", "a-real-secret-value")
+    monkeypatch.setenv("NURTURE_INTERNAL_TOKEN", "a-real-secret-value-of-enough-length-0123")
 
     with pytest.raises(ValidationError, match="NURTURE_TRACKING_SECRETS"):
+        ContactsSettings()
+
+
+def test_production_rejects_short_internal_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NURTURE_ENVIRONMENT", "production")
+    monkeypatch.setenv("NURTURE_INTERNAL_TOKEN", "")
+
+    with pytest.raises(ValidationError, match="at least 32 characters"):
         ContactsSettings()
