@@ -70,8 +70,10 @@ async def on_event_recorded(session: AsyncSession, envelope: EventEnvelope, ctx:
         await exit_all(session, event.contact_id, reason, now)
         return
 
-    await _meet_event_goals(session, event, now)
-    await _end_event_waits(session, event, now)
+    enrolments = await active_enrolments(session, event.contact_id)
+    if enrolments:
+        await _meet_event_goals(session, event, enrolments, now)
+        await _end_event_waits(session, event, now)
     await _enrol_on_event(session, event, ctx, now)
 
 
@@ -90,8 +92,10 @@ async def _copy_consent(session: AsyncSession, event: topics.TimelineEvent, reas
     await facts.apply_consent(session, event.contact_id, topic if isinstance(topic, str) else None, reason, event.occurred_at)
 
 
-async def _meet_event_goals(session: AsyncSession, event: topics.TimelineEvent, now: datetime) -> None:
-    for enrolment in await active_enrolments(session, event.contact_id):
+async def _meet_event_goals(
+    session: AsyncSession, event: topics.TimelineEvent, enrolments: list[Enrolment], now: datetime
+) -> None:
+    for enrolment in enrolments:
         definition = await load_definition(session, enrolment.sequence_id, enrolment.version)
         if not isinstance(definition.goal, EventGoal) or event.occurred_at < enrolment.enrolled_at:
             continue

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 
-from sqlalchemy import update
+from sqlalchemy import and_, update
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -31,7 +31,7 @@ from services.kit import clock
 from services.kit.contracts.sequencer import EMAIL_ENGAGEMENT, EmailEngagement
 from services.kit.logging import get_logger
 from services.kit.problems import NotFound, Unavailable
-from services.sequencer.dbutil import insert_ignoring_conflict, locked
+from services.sequencer.dbutil import dialect_of, insert_ignoring_conflict, locked
 from services.sequencer.engagement.recording import refresh_status
 from services.sequencer.enrolments.models import Enrolment, StepRun, WorkerHeartbeat
 from services.sequencer.enrolments.runtime import Runtime
@@ -45,8 +45,8 @@ from services.sequencer.sending.models import SentMessage
 from services.sequencer.sending.outcome import SmtpOutcomeKind
 from services.sequencer.sending.smtp import SendResult
 from services.sequencer.sequences import SequenceDefinition, Step
-from services.sequencer.sequences.models import Sequence
-from services.sequencer.sequences.store import load_definition
+from services.sequencer.sequences.models import Sequence, SequenceVersion
+from services.sequencer.sequences.store import definition_of
 from services.sequencer.templates import TemplateRenderError, TemplateValidationError, TrackingLinks, render_email
 from services.sequencer.templates.models import Template
 from services.sequencer.templates.store import as_email_template
@@ -54,6 +54,9 @@ from services.sequencer.templates.store import as_email_template
 IN_PROGRESS = frozenset({"sending", "awaiting_reply"})
 COUNTED_BY_CAP = ("sending", "awaiting_reply", "sent", "retrying")
 OUTCOME_WRITE_TRIES = 5
+
+# Sessions of hand-overs being closed in the background (referenced so they are not collected).
+_closing: set[asyncio.Task[None]] = set()
 
 log = get_logger(__name__)
 
@@ -71,7 +74,7 @@ class Delivery:
 
 async def run_step(runtime: Runtime, step_run_id: int) -> str:
     """Run one step run if it is due and nobody else is running it; return what happened, in a word."""
-    async with runtime.db.session() as session:
+    async with runtime.writing(), runtime.db.session() as session:
         attach_queue(session, runtime.redis, runtime.settings.namespace)
         prepared = await _prepare(runtime, session, step_run_id)
     if isinstance(prepared, str):
@@ -90,17 +93,15 @@ async def _prepare(runtime: Runtime, session: AsyncSession, step_run_id: int) ->
     if run.due_at > now:
         return "not_due"
 
-    enrolment = await session.get(Enrolment, run.enrolment_id)
-    assert enrolment is not None
+    enrolment, sequence, version = await _enrolment_of(session, run)
     if enrolment.state != "active":
         await _close_run(session, run, "cancelled", enrolment.exit_reason or enrolment.state, now)
         await session.commit()
         return "cancelled"
-    sequence = await session.get(Sequence, enrolment.sequence_id)
-    if sequence is None or sequence.status != "active":
+    if sequence.status != "active":
         return "paused"
 
-    definition = await load_definition(session, enrolment.sequence_id, enrolment.version)
+    definition = definition_of(version)
     step = definition.step(run.step_id)
     fact = await _contact_facts(runtime, session, enrolment.contact_id)
     if fact is None:
@@ -114,7 +115,22 @@ async def _prepare(runtime: Runtime, session: AsyncSession, step_run_id: int) ->
 
     if step.wait is not None:
         return await _finish_wait(session, run, enrolment, definition, fact, now)
-    return await _prepare_email(runtime, session, run, enrolment, definition, step, now)
+    return await _prepare_email(runtime, session, run, enrolment, definition, step, fact, now)
+
+
+async def _enrolment_of(session: AsyncSession, run: StepRun) -> tuple[Enrolment, Sequence, SequenceVersion]:
+    """Load a run's enrolment with its sequence and the version it follows, in one query."""
+    query = (
+        select(Enrolment, Sequence, SequenceVersion)
+        .join(Sequence, col(Sequence.id) == col(Enrolment.sequence_id))
+        .join(
+            SequenceVersion,
+            and_(col(SequenceVersion.sequence_id) == col(Enrolment.sequence_id), col(SequenceVersion.version) == col(Enrolment.version)),
+        )
+        .where(Enrolment.id == run.enrolment_id)
+    )
+    enrolment, sequence, version = (await session.exec(query)).one()
+    return enrolment, sequence, version
 
 
 async def _contact_facts(runtime: Runtime, session: AsyncSession, contact_id: str) -> ContactFact | None:
@@ -169,6 +185,7 @@ async def _prepare_email(
     enrolment: Enrolment,
     definition: SequenceDefinition,
     step: Step,
+    fact: ContactFact,
     now: datetime,
 ) -> str | Delivery:
     assert step.email is not None
@@ -179,14 +196,14 @@ async def _prepare_email(
         .values(send_serial=col(ContactFact.send_serial) + 1)
         .execution_options(synchronize_session=False)
     )
-    await session.refresh(run)
-    await session.refresh(enrolment)
+    if dialect_of(session) != "postgresql":
+        # SQLite read these rows before this transaction took the write lock; read them again.
+        # PostgreSQL holds the step run's row lock and reads the latest commits in each statement.
+        for row in (run, enrolment, fact):
+            await session.refresh(row)
     if run.state != "scheduled" or enrolment.state != "active":
         await session.rollback()
         return "finished"
-    fact = await get_facts(session, enrolment.contact_id)
-    assert fact is not None
-    await session.refresh(fact)
 
     message = (
         await session.exec(
@@ -352,22 +369,17 @@ async def _claim_new(
     if row_id is None:
         await session.rollback()
         return "in_flight"
-    message = await session.get(SentMessage, row_id)
-    assert message is not None
-    return await _commit_claim(runtime, session, run, message, email)
+    return await _commit_claim(runtime, session, Delivery(run.id or 0, row_id, message_id, fact.email, email))
 
 
-async def _commit_claim(
-    runtime: Runtime, session: AsyncSession, run: StepRun, message: SentMessage, email: EmailMessage
-) -> Delivery:
-    assert message.id is not None and run.id is not None
-    runtime.in_flight.add(message.id)
+async def _commit_claim(runtime: Runtime, session: AsyncSession, delivery: Delivery) -> Delivery:
+    runtime.in_flight.add(delivery.message_row_id)
     try:
         await session.commit()
     except BaseException:
-        runtime.in_flight.discard(message.id)
+        runtime.in_flight.discard(delivery.message_row_id)
         raise
-    return Delivery(run.id, message.id, message.message_id, message.recipient, email)
+    return delivery
 
 
 def _links(runtime: Runtime, message_id: str, contact_id: str, created_at: datetime) -> TrackingLinks:
@@ -477,7 +489,8 @@ async def _resume(
     message.state = "sending"
     message.claimed_by = runtime.worker_id
     message.updated_at = now
-    return await _commit_claim(runtime, session, run, message, _rebuild(runtime, message))
+    delivery = Delivery(run.id or 0, message.id or 0, message.message_id, message.recipient, _rebuild(runtime, message))
+    return await _commit_claim(runtime, session, delivery)
 
 
 # --- hand-over and outcome --------------------------------------------------------------------------
@@ -518,18 +531,30 @@ async def _release_claim(runtime: Runtime, delivery: Delivery) -> None:
 
 
 async def _hand_over(runtime: Runtime, delivery: Delivery) -> bool:
-    """Record that the server may hold the message from now on; False when the claim was lost."""
-    async with runtime.db.session() as session:
-        result = await session.exec(
-            update(SentMessage)
-            .where(
-                col(SentMessage.id) == delivery.message_row_id,
-                col(SentMessage.claimed_by) == runtime.worker_id,
-                col(SentMessage.state) == "sending",
+    """Record that the server may hold the message from now on; False when the claim was lost.
+
+    The session is closed in the background: a worker killed between this commit and the final dot
+    loses the message (it counts as sent), so nothing else should wait in between.
+    """
+    session = runtime.db.sessions()
+    try:
+        async with runtime.writing():
+            result = await session.exec(
+                update(SentMessage)
+                .where(
+                    col(SentMessage.id) == delivery.message_row_id,
+                    col(SentMessage.claimed_by) == runtime.worker_id,
+                    col(SentMessage.state) == "sending",
+                )
+                .values(state="awaiting_reply", updated_at=clock.now())
             )
-            .values(state="awaiting_reply", updated_at=clock.now())
-        )
-        await session.commit()
+            await session.commit()
+    except BaseException:
+        await session.close()
+        raise
+    closing = asyncio.get_running_loop().create_task(session.close())
+    _closing.add(closing)
+    closing.add_done_callback(_closing.discard)
     return bool(result.rowcount)
 
 
@@ -548,7 +573,7 @@ async def _record_outcome(runtime: Runtime, delivery: Delivery, result: SendResu
 
 async def _write_outcome(runtime: Runtime, delivery: Delivery, result: SendResult) -> str:
     assert result.outcome is not None
-    async with runtime.db.session() as session:
+    async with runtime.writing(), runtime.db.session() as session:
         attach_queue(session, runtime.redis, runtime.settings.namespace)
         run = (await session.exec(locked(select(StepRun).where(StepRun.id == delivery.step_run_id), session))).first()
         message = (
@@ -562,9 +587,8 @@ async def _write_outcome(runtime: Runtime, delivery: Delivery, result: SendResul
             return "lost_claim"
 
         now = clock.now()
-        enrolment = await session.get(Enrolment, run.enrolment_id)
-        assert enrolment is not None
-        definition = await load_definition(session, enrolment.sequence_id, enrolment.version)
+        enrolment, _, version = await _enrolment_of(session, run)
+        definition = definition_of(version)
         fact = await get_facts(session, enrolment.contact_id)
         message.attempts += 1
         message.smtp_code = result.outcome.code

@@ -3,6 +3,7 @@
 import asyncio
 import socket
 import uuid
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
@@ -43,7 +44,18 @@ class Runtime:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()[:30]}-{uuid.uuid4().hex[:16]}")
     # Ids of the sent-message rows this process is sending right now.
     in_flight: set[int] = field(default_factory=set)
+    # Ids of the step runs this process is running right now (a job and the sweep may both pick one).
+    running: set[int] = field(default_factory=set)
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
+    write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def writing(self) -> AbstractAsyncContextManager[object]:
+        """Serialise this process's step transactions on SQLite, which has one writer at a time.
+
+        Waiting here is far cheaper than SQLite's busy handler, which sleeps up to 100 ms between tries.
+        PostgreSQL locks rows, so there it returns a no-op context.
+        """
+        return self.write_lock if self.db.dialect == "sqlite" else nullcontext()
 
     @property
     def envelope_sender(self) -> str:

@@ -28,12 +28,17 @@ log = get_logger(__name__)
 
 async def run_guarded(runtime: Runtime, step_run_id: int) -> str:
     """Run one step within the process's limit of concurrent steps, logging instead of raising."""
-    async with runtime.slots:
-        try:
+    if step_run_id in runtime.running:
+        return "in_flight"
+    runtime.running.add(step_run_id)
+    try:
+        async with runtime.slots:
             return await run_step(runtime, step_run_id)
-        except Exception as error:  # noqa: BLE001 - one broken step must not stop the others; the sweep retries it
-            log.exception("step.failed", step_run_id=step_run_id, error=repr(error))
-            return "error"
+    except Exception as error:  # noqa: BLE001 - one broken step must not stop the others; the sweep retries it
+        log.exception("step.failed", step_run_id=step_run_id, error=repr(error))
+        return "error"
+    finally:
+        runtime.running.discard(step_run_id)
 
 
 async def run_step_job(ctx: Context, step_run_id: int) -> str:
