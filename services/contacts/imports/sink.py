@@ -99,7 +99,9 @@ class DatabaseSink:
 
     async def _create(self, row: ParsedRow) -> None:
         stage = row.stage.value if row.stage is not None else INITIAL_STAGE
-        contact = await create_contact(self.session, row.email.address, self.changes, actor=self.actor, stage=stage)
+        # Not flushed one by one: a contact created elsewhere meanwhile fails the chunk's commit on the
+        # unique address, and the job's retry then finds that contact and updates it.
+        contact = await create_contact(self.session, row.email, self.changes, actor=self.actor, stage=stage, check_now=False)
         self.contacts[contact.email_key] = contact
         await apply_profile(self.session, contact, _profile(row), self.definitions, self.changes)
         if row.consent_hints:

@@ -14,7 +14,7 @@ from services.contacts.changes import ContactChanges
 from services.contacts.consent.models import ConsentState
 from services.contacts.consent.service import consent_summary
 from services.contacts.people.companies import company_dict, link_company
-from services.contacts.people.email import normalise_email
+from services.contacts.people.email import NormalisedEmail, normalise_email
 from services.contacts.people.models import Company, Contact
 from services.contacts.people.profile import validate_company, validate_contact_timezone, validate_text
 from services.contacts.stages.models import StageChange
@@ -54,7 +54,7 @@ async def find_by_keys(session: AsyncSession, keys: Collection[str]) -> dict[str
 
 async def create_contact(
     session: AsyncSession,
-    email: str,
+    email: str | NormalisedEmail,
     changes: ContactChanges,
     *,
     actor: str,
@@ -67,7 +67,7 @@ async def create_contact(
     a contact already raises Conflict naming the existing id. Batch writers pass False to save that
     round trip per contact; a clash then surfaces as IntegrityError at the commit.
     """
-    address = normalise_email(email)
+    address = email if isinstance(email, NormalisedEmail) else normalise_email(email)
     now = clock.now()
     contact = Contact(
         id=new_contact_id(),

@@ -1,13 +1,16 @@
 """Stored stage definitions (every version) and the stage history of each contact."""
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from sqlalchemy import JSON, Index, UniqueConstraint
-from sqlmodel import Field
+from sqlmodel import Field, Relationship
 
 from services.contacts.db import ContactsBase
 from services.kit.db import UTCDateTime
+
+if TYPE_CHECKING:
+    from services.contacts.people.models import Contact
 
 
 class StageDefinitionVersion(ContactsBase, table=True):  # type: ignore[call-arg]
@@ -34,6 +37,8 @@ class StageChange(ContactsBase, table=True):  # type: ignore[call-arg]
 
     id: int | None = Field(default=None, primary_key=True)
     contact_id: str = Field(foreign_key="contact.id", ondelete="CASCADE", max_length=32)
+    # Never loaded; it tells the unit of work to insert a new contact before this row.
+    contact: Optional["Contact"] = Relationship(sa_relationship_kwargs={"lazy": "raise"})
     from_stage: str | None = Field(default=None, max_length=32)
     to_stage: str = Field(max_length=32)
     kind: str = Field(max_length=32)

@@ -1,13 +1,16 @@
 """The behaviour timeline: one row per event id, ordered by when the event happened."""
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from sqlalchemy import JSON, Index
-from sqlmodel import Field
+from sqlmodel import Field, Relationship
 
 from services.contacts.db import ContactsBase
 from services.kit.db import UTCDateTime
+
+if TYPE_CHECKING:
+    from services.contacts.people.models import Contact
 
 
 class TimelineEvent(ContactsBase, table=True):  # type: ignore[call-arg]
@@ -19,6 +22,8 @@ class TimelineEvent(ContactsBase, table=True):  # type: ignore[call-arg]
 
     id: str = Field(primary_key=True, max_length=128)
     contact_id: str = Field(foreign_key="contact.id", ondelete="CASCADE", max_length=32)
+    # Never loaded; it tells the unit of work to insert a new contact before this row.
+    contact: Optional["Contact"] = Relationship(sa_relationship_kwargs={"lazy": "raise"})
     type: str = Field(max_length=64, index=True)
     occurred_at: datetime = Field(sa_type=UTCDateTime)
     received_at: datetime = Field(sa_type=UTCDateTime)
