@@ -3,7 +3,7 @@
 The gateway's tracking routes and provider webhooks record `email_delivered`, `email_opened`,
 `email_clicked`, `email_bounced`, `email_complained` and `unsubscribed` events on the contact's
 timeline, with our Message-ID in `properties.message_id`. Properties read here: `machine` (an open
-the gateway or provider knows is automated), `machine_open` (a provider's machine-open flag), `bot`
+the gateway or provider found to be automated), `machine_open` (a provider's machine-open flag), `bot`
 (a click known to be automated), `user_agent`, `ip` and `url` (for the human/machine classifier),
 and `bounce_type` (`hard`, `soft` or `block`; a bounce without it counts as hard).
 """

@@ -15,8 +15,8 @@ class MessageEvent(SequencerBase, table=True):  # type: ignore[call-arg]
 
     `type` is `delivered`, `opened`, `clicked`, `bounced`, `complained`, `unsubscribed` or another
     provider kind kept as received. Opens and clicks carry a `verdict` (`human`, `machine` for opens,
-    `bot` for clicks) with the rules that decided it; it is computed again for all hits of the
-    message whenever a new hit arrives, because a burst of clicks shows only across hits.
+    `bot` for clicks) with the rules that decided it. The verdicts of all hits of the message are
+    computed again whenever a new hit arrives, because a burst of clicks shows only across hits.
     """
 
     __tablename__ = "message_event"

@@ -15,7 +15,7 @@ from services.sequencer.engagement.status import DerivedStatus, EventFact, deriv
 from services.sequencer.sending.models import SentMessage
 
 HIT_KINDS = {"opened": "open", "clicked": "click"}
-# Flags the gateway sets on a hit it already knows is automated.
+# Properties the gateway sets on a hit it has already found to be automated.
 _GATEWAY_FLAGS = {"opened": "machine", "clicked": "bot"}
 
 log = get_logger(__name__)
@@ -99,7 +99,9 @@ def _classify(message: SentMessage, events: list[MessageEvent]) -> None:
             reasons = [reason for reason in reasons if reason != "no_user_agent"]
         if event.properties.get(_GATEWAY_FLAGS[event.type]) is True:
             reasons.append(f"flagged_{_GATEWAY_FLAGS[event.type]}")
-        verdict = "human" if not reasons else ("machine" if event.type == "opened" else "bot")
+        verdict = "human"
+        if reasons:
+            verdict = "machine" if event.type == "opened" else "bot"
         if (event.verdict, event.reasons) != (verdict, reasons):
             event.verdict = verdict
             event.reasons = reasons

@@ -37,7 +37,7 @@ class Enrolment(SequencerBase, table=True):  # type: ignore[call-arg]
 class StepRun(SequencerBase, table=True):  # type: ignore[call-arg]
     """One step of one enrolment: when it falls due and what became of it.
 
-    The database holds every due step, so a lost queue job only delays a step until the next sweep.
+    Every due step is a row here, so a lost queue job only delays a step until the next sweep.
     `state` is `scheduled`, `done`, `cancelled` (the enrolment ended first) or `failed`. `due_at`
     moves when a send is deferred or retried, and each move increments `wake_revision`, which is
     part of the queue job id.

@@ -63,7 +63,7 @@ async def _with_steps(session: AsyncSession, enrolment: Enrolment) -> Enrollment
 
 @router.post("/sequences/{sequence_id}/enrollments", status_code=201, response_model=EnrollmentOut)
 async def post_enrollment(sequence_id: str, body: EnrollmentIn, session: Session, request: Request) -> EnrollmentOut:
-    """Enrol a contact by hand; 409 says why when the contact cannot be enrolled now."""
+    """Enrol a contact by hand; a 409 carries the `reason` when the contact cannot be enrolled now."""
     settings = request.app.state.settings
     attach_queue(session, request.app.state.redis, settings.namespace)
     sequence = await get_sequence(session, sequence_id)

@@ -73,7 +73,7 @@ class Delivery:
 
 
 async def run_step(runtime: Runtime, step_run_id: int) -> str:
-    """Run one step run if it is due and nobody else is running it; return what happened, in a word."""
+    """Run one step run if it is due and no other worker is running it; return the outcome in one word."""
     async with runtime.writing(), runtime.db.session() as session:
         attach_queue(session, runtime.redis, runtime.settings.namespace)
         prepared = await _prepare(runtime, session, step_run_id)
@@ -189,7 +189,7 @@ async def _prepare_email(
     now: datetime,
 ) -> str | Delivery:
     assert step.email is not None
-    # Queue behind any other send to this contact, so the frequency cap sees every one of them.
+    # Queue behind any other send to this contact, so the frequency cap counts every one of them.
     await session.exec(
         update(ContactFact)
         .where(col(ContactFact.contact_id) == enrolment.contact_id)
@@ -559,7 +559,7 @@ async def _hand_over(runtime: Runtime, delivery: Delivery) -> bool:
 
 
 async def _record_outcome(runtime: Runtime, delivery: Delivery, result: SendResult) -> str:
-    """Write the SMTP outcome, trying again on database errors: the server's answer must not be lost."""
+    """Write the SMTP outcome, trying again on database errors, because the server's reply must not be lost."""
     for attempt in range(1, OUTCOME_WRITE_TRIES + 1):
         try:
             return await _write_outcome(runtime, delivery, result)
@@ -636,7 +636,7 @@ async def _rejected(
     reply: str,
     now: datetime,
 ) -> str:
-    """A permanent refusal: the message failed, it counts as a bounce, and the contact leaves the sequence."""
+    """Record a permanent refusal: the message failed, it counts as a bounce, and the contact leaves the sequence."""
     message.state = "failed_permanent"
     message.failed_at = now
     message.claimed_by = None
@@ -659,7 +659,7 @@ async def _temporary_failure(
     reply: str,
     now: datetime,
 ) -> str:
-    """A temporary failure: try again after the backoff, or give the email up after the last attempt."""
+    """Record a temporary failure: try again after the backoff, or give the email up after the last attempt."""
     message.claimed_by = None
     message.last_error = reply[:500]
     next_attempt = runtime.settings.retry_policy().next_attempt_at(message.attempts, now)

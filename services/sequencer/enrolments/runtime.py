@@ -1,4 +1,4 @@
-"""What a worker needs to run steps: database, SMTP pool, signer, outbox, queue, and its identity."""
+"""The state a worker runs steps with: database, SMTP pool, signer, outbox, queue, and its identity."""
 
 import asyncio
 import socket

@@ -31,7 +31,7 @@ log = get_logger(__name__)
 
 
 class EnrolmentRefused(Conflict):
-    """The contact cannot be enrolled now; `reason` says why in one word."""
+    """The contact cannot be enrolled now; `reason` is a one-word code for why."""
 
     def __init__(self, detail: str, *, reason: str) -> None:
         super().__init__(detail, reason=reason)

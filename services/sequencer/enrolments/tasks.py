@@ -1,8 +1,8 @@
 """The worker's jobs: the deferred `run_step` wake-up, the sweep for due steps, and the heartbeat.
 
-The sweep is what makes the database the system of record: every interval it takes the step runs
-that are due and runs them itself, so a step whose job vanished from Redis (flush, restart) or
-whose job is stuck on a killed worker still runs. The claims in `runner` make the sweep and the
+The sweep is what makes the database the system of record. Every interval it takes the step runs
+that are due and runs them itself. A step whose job vanished from Redis (flush, restart), or whose
+job is stuck on a killed worker, therefore still runs. The claims in `runner` make the sweep and the
 job safe to run the same step at the same time.
 """
 

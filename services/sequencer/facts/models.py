@@ -11,7 +11,7 @@ from services.sequencer.db import SequencerBase
 
 
 class ContactFact(SequencerBase, table=True):  # type: ignore[call-arg]
-    """What the sequencer knows about one contact, copied from the contacts service's events.
+    """Facts about one contact, copied from the contacts service's events.
 
     Each kind of fact keeps the time of the event that set it, so an event that arrives late never
     overwrites a newer value: `consent` and `segments` hold `{"status"|"member": ..., "at": iso}` per

@@ -3,7 +3,7 @@
 `SmtpPool.send` runs MAIL, RCPT and DATA for one message and classifies the reply. It writes the
 message content, then awaits `before_final_dot`, and only then writes the final `.` line that makes
 the server take the message. The caller records "the server may now hold it" in that callback, so a
-worker killed at any moment leaves a row that says whether the message can be sent again safely.
+worker killed at any moment leaves a row that shows whether sending the message again is safe.
 The only gap left is between that record being committed and the dot being written, a few
 statements of this process.
 """
@@ -38,7 +38,7 @@ class SendResult:
     """What became of one SMTP transaction.
 
     `outcome` is None when the caller's `before_final_dot` declined, so the server never took the
-    message. `handed_over` says whether the final dot was written, after which the server may hold
+    message. `handed_over` is true once the final dot was written, after which the server may hold
     the message even when no reply came.
     """
 
@@ -108,7 +108,7 @@ class SmtpPool:
     async def send(
         self, message: EmailMessage, *, sender: str, recipient: str, before_final_dot: BeforeFinalDot
     ) -> SendResult:
-        """Send one message to one recipient and classify the reply; never raises for SMTP failures."""
+        """Send one message to one recipient and classify the reply; SMTP and connection errors become outcomes."""
         payload = data_payload(message.as_bytes(policy=POLICY))
         async with self._slots:
             smtp = self._idle.pop() if self._idle else None
