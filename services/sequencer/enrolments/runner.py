@@ -30,7 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.kit import clock
 from services.kit.contracts.sequencer import EMAIL_ENGAGEMENT, EmailEngagement
 from services.kit.logging import get_logger
-from services.kit.problems import NotFound, Unavailable
+from services.kit.problems import NotFound, Problem, Unavailable
 from services.sequencer.dbutil import dialect_of, insert_ignoring_conflict, locked
 from services.sequencer.engagement.recording import refresh_status
 from services.sequencer.enrolments.models import Enrolment, StepRun, WorkerHeartbeat
@@ -189,6 +189,8 @@ async def _prepare_email(
     now: datetime,
 ) -> str | Delivery:
     assert step.email is not None
+    # Asked before the contact's row is locked, so other sends to the contact do not wait on this call.
+    verdict = await _consent_verdict(runtime, fact, step.email.topic)
     # Queue behind any other send to this contact, so the frequency cap counts every one of them.
     await session.exec(
         update(ContactFact)
@@ -213,7 +215,7 @@ async def _prepare_email(
     if message is not None:
         return await _resume(runtime, session, run, enrolment, definition, step, fact, message, now)
 
-    blocked = await _consent_blocks(session, run, enrolment, definition, step, fact, now)
+    blocked = await _consent_blocks(session, run, enrolment, definition, step, fact, verdict, now)
     if blocked is not None:
         return blocked
 
@@ -223,6 +225,35 @@ async def _prepare_email(
     return await _claim_new(runtime, session, run, enrolment, definition, step, fact, now)
 
 
+@dataclass(frozen=True)
+class ConsentVerdict:
+    """Whether an email may go out: `overall` says why none may, `topic` why one of its topic may not."""
+
+    overall: str | None = None
+    topic: str | None = None
+
+
+async def _consent_verdict(runtime: Runtime, fact: ContactFact, topic: str | None) -> ConsentVerdict:
+    """Ask the contacts service whether the email may go out; use the local copy when it cannot answer."""
+    local = ConsentVerdict(blocking_consent(fact), blocking_consent(fact, topic) if topic else None)
+    if runtime.contacts is None:
+        return local
+    try:
+        answer = await runtime.contacts.request(
+            "GET", f"/contacts/{fact.contact_id}/sendability", params={"topic": topic} if topic else None
+        )
+    except Problem as problem:
+        if problem.status == 404 and str(problem.to_body().get("type", "")).endswith("/not-found"):
+            return ConsentVerdict(overall="contact_missing")
+        log.warning("consent.check_failed", contact_id=fact.contact_id, status=problem.status, detail=problem.detail)
+        return local
+    status, topic_status = answer.get("status"), answer.get("topic_status")
+    return ConsentVerdict(
+        overall=None if status == "subscribed" else str(status),
+        topic=None if topic_status in (None, "subscribed") else str(topic_status),
+    )
+
+
 async def _consent_blocks(
     session: AsyncSession,
     run: StepRun,
@@ -230,24 +261,22 @@ async def _consent_blocks(
     definition: SequenceDefinition,
     step: Step,
     fact: ContactFact,
+    verdict: ConsentVerdict,
     now: datetime,
 ) -> str | None:
     """End the enrolment when the contact may receive no email; skip the step when only its topic is refused."""
     assert step.email is not None
-    overall = blocking_consent(fact)
-    if overall is not None:
-        await exit_enrolment(session, enrolment, overall, now)
+    if verdict.overall is not None:
+        await exit_enrolment(session, enrolment, verdict.overall, now)
         await session.commit()
-        return overall
+        return verdict.overall
 
-    topic = step.email.topic
-    refused = blocking_consent(fact, topic) if topic else None
-    if refused is None:
+    if verdict.topic is None:
         return None
-    await _close_run(session, run, "done", f"skipped_{refused}", now)
+    await _close_run(session, run, "done", f"skipped_{verdict.topic}", now)
     await advance(session, enrolment, definition, fact, after=run.step_id, start=run.due_at)
     await session.commit()
-    log.info("step.skipped", enrolment_id=enrolment.id, step_id=run.step_id, topic=topic, consent=refused)
+    log.info("step.skipped", enrolment_id=enrolment.id, step_id=run.step_id, topic=step.email.topic, consent=verdict.topic)
     return "skipped"
 
 

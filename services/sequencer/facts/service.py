@@ -177,8 +177,8 @@ def consent_status(fact: ContactFact, topic: str | None = None) -> str | None:
 def blocking_consent(fact: ContactFact, topic: str | None = None) -> str | None:
     """Return why no marketing email of `topic` may go to the contact, or None when one may.
 
-    NOTE: this reads the local copy, and a contact without any consent record counts as sendable.
-    The send-time check should ask the contacts service's sendability route once it exists.
+    NOTE: a contact without any consent record counts as sendable here. At send time the worker asks
+    the contacts service's sendability route first, and uses this only when that service cannot answer.
     """
     status = consent_status(fact, topic)
     if status is None or status == "subscribed":
