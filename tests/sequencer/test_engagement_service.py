@@ -147,10 +147,10 @@ async def test_machine_open_kept_apart(api, runtime: Runtime, sink: Sink) -> Non
     _, client = api
     sequence_id, [message] = await campaign(client, runtime, sink, 1)
 
-    await email_event(runtime, message, "email_opened", SENT + timedelta(minutes=1), machine_open=True)
+    await email_event(runtime, message, "email_opened", SENT + timedelta(minutes=1), provider_machine_open=True, machine=True)
 
     events = (await client.get(f"/messages/{message.message_id}/events")).json()["items"]
-    assert [(event["verdict"], event["reasons"]) for event in events] == [("machine", ["provider_machine_open"])]
+    assert [(event["verdict"], event["reasons"]) for event in events] == [("machine", ["provider_machine_open", "flagged_machine"])]
     report = await step_report(client, sequence_id)
     assert (report["unique_opens"], report["machine_opens"], report["open_rate"]) == (0, 1, 0.0)
     assert (await client.get(f"/messages/{message.message_id}")).json()["status"] == "sent"

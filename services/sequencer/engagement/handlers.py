@@ -2,8 +2,9 @@
 
 The gateway's tracking routes and provider webhooks record `email_delivered`, `email_opened`,
 `email_clicked`, `email_bounced`, `email_complained` and `unsubscribed` events on the contact's
-timeline, with our Message-ID in `properties.message_id`. Properties read here: `machine` (an open
-the gateway or provider found to be automated), `machine_open` (a provider's machine-open flag), `bot`
+timeline, with our Message-ID in `properties.message_id`; `email_dropped` and `email_deferred` are
+kept too. Properties read here: `machine` (an open the gateway or provider found to be automated),
+`provider_machine_open` or `machine_open` (a provider's machine-open flag), `bot`
 (a click known to be automated), `user_agent`, `ip` and `url` (for the human/machine classifier),
 and `bounce_type` (`hard`, `soft` or `block`; a bounce without it counts as hard).
 """
@@ -25,6 +26,8 @@ EMAIL_EVENT_TYPES = {
     "email_clicked": "clicked",
     "email_bounced": "bounced",
     "email_complained": "complained",
+    "email_dropped": "dropped",
+    "email_deferred": "deferred",
     "unsubscribed": "unsubscribed",
 }
 

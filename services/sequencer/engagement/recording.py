@@ -118,7 +118,8 @@ def _as_hit(event: MessageEvent) -> TrackingHit:
         user_agent=user_agent if isinstance(user_agent, str) else None,
         ip=ip if isinstance(ip, str) else None,
         url=url if isinstance(url, str) else None,
-        provider_machine_open=event.type == "opened" and properties.get("machine_open") is True,
+        provider_machine_open=event.type == "opened"
+        and (properties.get("provider_machine_open") is True or properties.get("machine_open") is True),
     )
 
 

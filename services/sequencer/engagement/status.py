@@ -5,8 +5,9 @@ repeated event cannot move it backwards:
 
 - `complained` over everything; then `clicked`, then `opened` (human hits only). Engagement proves
   the message was delivered, so a bounce of an opened message is stale.
-- Without engagement, the later by `occurred_at` of the newest delivery and the newest bounce
-  decides between `delivered` and `bounced`: a bounce older than the delivery is stale.
+- Without engagement, the later by `occurred_at` of the newest delivery and the newest bounce (or
+  drop, where the provider refused to try) decides between `delivered` and `bounced`: a bounce older
+  than the delivery is stale.
 - Without any event, the send state decides: `sending`, `retrying`, `sent`, `failed` or `cancelled`.
 
 Each `*_at` is the first occurrence of its kind of event.
@@ -70,7 +71,7 @@ def derive_status(state: str, events: list[EventFact]) -> DerivedStatus:
     clicked_at = _first(events, "clicked", human_only=True)
     complained_at = _first(events, "complained")
     delivered_at = _first(events, "delivered")
-    bounced_at = _first(events, "bounced")
+    bounced_at = _first(events, "bounced") or _first(events, "dropped")
 
     if complained_at is not None:
         status = "complained"
@@ -79,7 +80,8 @@ def derive_status(state: str, events: list[EventFact]) -> DerivedStatus:
     elif opened_at is not None:
         status = "opened"
     else:
-        status = _delivery_status(state, _last(events, "delivered"), _last(events, "bounced"))
+        failures = [moment for moment in (_last(events, "bounced"), _last(events, "dropped")) if moment is not None]
+        status = _delivery_status(state, _last(events, "delivered"), max(failures) if failures else None)
 
     return DerivedStatus(
         status=status,
