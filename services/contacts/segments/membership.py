@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from sqlalchemy import delete
+from typing import Any
+from sqlalchemy import delete, literal, union_all
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
@@ -21,6 +22,7 @@ from services.contacts.attributes.types import AttributeDefinition
 from services.contacts.changes import CREATED, ContactChanges
 from services.contacts.segments.compiler import CONTACT, FilterCompiler, member_query
 from services.contacts.segments.models import Segment, SegmentMembership
+from services.contacts.segments.filter import FilterNode
 from services.contacts.segments.validation import parse_filter
 from services.contacts.settings import ContactsSettings
 from services.contacts.timeline.models import TimelineEvent
@@ -36,10 +38,28 @@ MEMBERSHIP = SegmentMembership.__table__  # type: ignore[attr-defined]
 ID_CHUNK = 500
 # A window moves past an event a moment after `occurred_at + days`, because the window includes its start.
 WINDOW_MARGIN = dt.timedelta(seconds=1)
+# Parsed filters by (segment id, updated_at); parsing is the costly part of evaluating one contact.
+_PARSED: dict[tuple[str, dt.datetime], FilterNode] = {}
+_PARSED_MAX = 1000
 
 
 def dialect_of(session: AsyncSession) -> str:
     return session.bind.dialect.name  # type: ignore[union-attr]
+
+
+def parsed_filter(segment: Segment) -> FilterNode:
+    """Return the segment's filter as models, parsed once per version of the segment."""
+    key = (segment.id, segment.updated_at)
+    node = _PARSED.get(key)
+    if node is None:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        node = _PARSED[key] = parse_filter(segment.filter)
+    return node
+
+
+def _compiler(session: AsyncSession, definitions: Mapping[str, AttributeDefinition], settings: ContactsSettings) -> FilterCompiler:
+    return FilterCompiler(dialect_of(session), clock.now(), definitions, default_consent=settings.default_consent)
 
 
 async def matching_contacts(
@@ -47,19 +67,46 @@ async def matching_contacts(
     segment: Segment,
     definitions: Mapping[str, AttributeDefinition],
     settings: ContactsSettings,
-    contact_ids: Collection[str] | None = None,
 ) -> set[str]:
-    """Return the ids of the contacts that match the segment now (among `contact_ids` when given)."""
-    node = parse_filter(segment.filter)
-    compiler = FilterCompiler(dialect_of(session), clock.now(), definitions, default_consent=settings.default_consent)
-    query = member_query(compiler.compile(node))
-    if contact_ids is None:
-        return set((await session.exec(query)).scalars().all())
+    """Return the ids of every contact that matches the segment now."""
+    query = member_query(_compiler(session, definitions, settings).compile(parsed_filter(segment)))
+    return set((await session.exec(query)).scalars().all())
 
-    matched: set[str] = set()
-    for chunk in _chunks(list(contact_ids)):
-        matched.update((await session.exec(query.where(CONTACT.c.id.in_(chunk)))).scalars().all())
+
+async def _matches_by_segment(
+    session: AsyncSession,
+    plans: Sequence[tuple[Segment, list[str]]],
+    definitions: Mapping[str, AttributeDefinition],
+    settings: ContactsSettings,
+) -> dict[str, set[str]]:
+    """Evaluate several segments, each for its own contacts, in as few queries as the parameter limit allows."""
+    compiler = _compiler(session, definitions, settings)
+    matched: dict[str, set[str]] = {segment.id: set() for segment, _ in plans}
+    parts = [
+        member_query(compiler.compile(parsed_filter(segment)))
+        .add_columns(literal(segment.id).label("segment_id"))
+        .where(CONTACT.c.id.in_(chunk))
+        for segment, scope in plans
+        for chunk in _chunks(scope)
+    ]
+    for group in _groups(parts, [len(chunk) for _, scope in plans for chunk in _chunks(scope)]):
+        query = group[0] if len(group) == 1 else union_all(*group)
+        for contact_id, segment_id in (await session.exec(query)).all():  # type: ignore[call-overload]
+            matched[segment_id].add(contact_id)
     return matched
+
+
+def _groups(parts: list[Any], sizes: list[int]) -> Iterable[list[Any]]:
+    group: list[Any] = []
+    total = 0
+    for part, size in zip(parts, sizes, strict=True):
+        if group and total + size > ID_CHUNK:
+            yield group
+            group, total = [], 0
+        group.append(part)
+        total += size
+    if group:
+        yield group
 
 
 async def sync_members(
@@ -143,6 +190,7 @@ async def refresh_for_changes(
 ) -> None:
     """Re-evaluate the changed contacts in the segments whose filters read what changed."""
     segments = (await session.exec(select(Segment))).all()
+    plans: list[tuple[Segment, list[str]]] = []
     for segment in segments:
         scope = [
             contact_id
@@ -150,9 +198,28 @@ async def refresh_for_changes(
             if depends_on(segment, changes.fields.get(contact_id, set()), changes.event_types.get(contact_id, set()), contact_id in changes.scored)
         ]
         if scope:
-            matched = await matching_contacts(session, segment, definitions, settings, scope)
-            await sync_members(session, outbox, segment.id, matched, scope)
+            plans.append((segment, scope))
         _bring_window_check_forward(segment, changes)
+    if not plans:
+        return
+
+    matched = await _matches_by_segment(session, plans, definitions, settings)
+    current = await _memberships(session, {contact_id for _, scope in plans for contact_id in scope})
+    for segment, scope in plans:
+        in_scope = set(scope)
+        members = {contact_id for contact_id in current.get(segment.id, set()) if contact_id in in_scope}
+        if members != matched[segment.id]:
+            await sync_members(session, outbox, segment.id, matched[segment.id], scope)
+
+
+async def _memberships(session: AsyncSession, contact_ids: set[str]) -> dict[str, set[str]]:
+    """Return the segments of the given contacts as {segment id: contact ids}."""
+    found: dict[str, set[str]] = {}
+    for chunk in _chunks(sorted(contact_ids)):
+        query = select(SegmentMembership.segment_id, SegmentMembership.contact_id).where(col(SegmentMembership.contact_id).in_(chunk))
+        for segment_id, contact_id in (await session.exec(query)).all():
+            found.setdefault(segment_id, set()).add(contact_id)
+    return found
 
 
 def depends_on(segment: Segment, fields: set[str], event_types: set[str], scored: bool) -> bool:
