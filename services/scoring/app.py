@@ -5,6 +5,7 @@ from fastapi import FastAPI
 from services.kit.app import create_service_app
 from services.kit.outbox import Outbox
 from services.scoring.db import OutboxMessage
+from services.scoring.reports.router import router as reports_router
 from services.scoring.scores.router import router as scores_router
 from services.scoring.settings import ScoringSettings
 
@@ -12,4 +13,4 @@ from services.scoring.settings import ScoringSettings
 def create_app(settings: ScoringSettings | None = None) -> FastAPI:
     settings = settings or ScoringSettings()
     outbox = Outbox(OutboxMessage, service="scoring", namespace=settings.namespace)
-    return create_service_app(settings, title="nurture scoring", routers=[scores_router], outbox=outbox)
+    return create_service_app(settings, title="nurture scoring", routers=[scores_router, reports_router], outbox=outbox)

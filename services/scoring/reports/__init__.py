@@ -1,0 +1,1 @@
+"""Score reports for the dashboard: how the stored scores of one model are spread."""
