@@ -1,18 +1,42 @@
 """Forwarding a public request to the service that owns it, and its answer back unchanged."""
 
+import re
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from services.kit.http import ServiceClient
-from services.kit.problems import PROBLEM_MEDIA_TYPE
+from services.kit.logging import get_logger
+from services.kit.problems import PROBLEM_MEDIA_TYPE, Unavailable
+
+log = get_logger(__name__)
 
 _PASSED_HEADERS = ("retry-after", "location")
+# Characters kept as they are in a path segment: RFC 3986 unreserved and sub-delimiters, ':' and
+# '@', and '%' so that a segment a route quoted already is not quoted twice.
+_SEGMENT_SAFE = "%-._~!$&'()*+,;=:@"
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def client_for(request: Request, service: str) -> ServiceClient:
     return request.app.state.clients[service]  # type: ignore[no-any-return]
+
+
+def internal_path(path: str) -> str:
+    """Percent-encode each segment of `path`, which routes build from the caller's path parameters.
+
+    A parameter could otherwise end the path (`?`, `#`), carry characters no URL may hold
+    (controls, spaces), or be a dot segment that the HTTP client would resolve into another route.
+    """
+    segments = []
+    for segment in path.split("/"):
+        if segment in (".", ".."):
+            segments.append(segment.replace(".", "%2E"))
+        else:
+            segments.append(_LONE_PERCENT.sub("%25", quote(segment, safe=_SEGMENT_SAFE)))
+    return "/".join(segments)
 
 
 async def forward(
@@ -26,9 +50,15 @@ async def forward(
 ) -> Response:
     """Send the call to `service` and return its status and body as the gateway's answer."""
     clean_params = {key: value for key, value in (params or {}).items() if value is not None}
-    upstream = await client_for(request, service).send(method, path, json=json, params=clean_params)
+    upstream = await client_for(request, service).send(method, internal_path(path), json=json, params=clean_params)
     headers = {name: value for name, value in upstream.headers.items() if name.lower() in _PASSED_HEADERS}
     if not upstream.content:
         return Response(status_code=upstream.status_code, headers=headers)
+
+    try:
+        body = upstream.json()
+    except ValueError as error:
+        log.error("upstream.invalid_json", service=service, path=path, status=upstream.status_code)
+        raise Unavailable(f"the {service} service sent a response that is not JSON", service=service) from error
     media_type = PROBLEM_MEDIA_TYPE if upstream.status_code >= 400 else "application/json"
-    return JSONResponse(upstream.json(), status_code=upstream.status_code, headers=headers, media_type=media_type)
+    return JSONResponse(body, status_code=upstream.status_code, headers=headers, media_type=media_type)
