@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
@@ -84,6 +85,25 @@ async def gateway(gateway_app: Apps, contacts_app: Apps) -> Gateway:
     app.state.delivery_queue = queue
     # A high limit keeps rate limiting out of the way of tests about other things.
     return Gateway(app, client, await new_key(app, rate_limit=100_000), queue)
+
+
+@asynccontextmanager
+async def gateway_with_contacts() -> AsyncIterator[Gateway]:
+    """Start the gateway and contacts apps, routed in process; for fixtures wider than one test."""
+    async with running_app("gateway") as (app, client), running_app("contacts") as (contacts, _):
+        route_in_process(app, "contacts", contacts)
+        queue = RecordingQueue()
+        app.state.delivery_queue = queue
+        yield Gateway(app, client, await new_key(app, rate_limit=100_000), queue)
+        # Lets the contacts outbox relay go idle first (see the contacts_app fixture above).
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+async def module_gateway() -> AsyncIterator[Gateway]:
+    """One gateway with contacts for a whole test module; tests must undo what they change."""
+    async with gateway_with_contacts() as gateway:
+        yield gateway
 
 
 def unique_email(label: str = "lead") -> str:

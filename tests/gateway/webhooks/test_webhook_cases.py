@@ -1,0 +1,190 @@
+"""Provider webhook scenarios end to end at the gateway: batches, ordering, failure classes, machine opens.
+
+Each test signs its own SendGrid batch with the TEST_ONLY key, with ids and addresses unique to the
+test, then runs the deliveries to the contacts service and reads the result through the public API.
+"""
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from services.cli.supervisor import free_port
+from services.gateway.delivery.service import Deliverer
+from services.gateway.delivery.tables import DELIVERY_MODELS
+from services.kit import clock
+from services.kit.http import ServiceClient
+
+from .conftest import TEST_CLOCK
+from .http_support import WebhookGateway, fixtures_clock, sendgrid_request, webhook_gateway
+
+__all__ = ["fixtures_clock", "webhook_gateway"]
+
+
+def sendgrid_event(email: str, event: str, at: datetime, message: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "email": email,
+        "timestamp": int(at.timestamp()),
+        "event": event,
+        "sg_event_id": fields.pop("sg_event_id", uuid.uuid4().hex),
+        "sg_message_id": f"{message}.filter0001",
+        "smtp-id": f"<{message}@nurture.example>",
+        **fields,
+    }
+
+
+async def post_and_deliver(webhook_gateway: WebhookGateway, events: list[dict[str, Any]]) -> dict[str, Any]:
+    headers, body = sendgrid_request(events)
+    response = await webhook_gateway.post("sendgrid", headers, body)
+    assert response.status_code == 200, response.text
+    outcomes = await webhook_gateway.gateway.deliver_enqueued()
+    assert set(outcomes) <= {"delivered"}
+    return response.json()  # type: ignore[no-any-return]
+
+
+def email_of(label: str) -> str:
+    return f"{label}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+async def test_batch_events_stored_once_each(webhook_gateway: WebhookGateway) -> None:
+    email, message = email_of("w"), f"m1-{uuid.uuid4().hex[:8]}"
+    at = TEST_CLOCK - timedelta(minutes=30)
+    e1, e2, e3, e4 = (uuid.uuid4().hex for _ in range(4))
+    batch = [
+        sendgrid_event(email, "delivered", at, message, sg_event_id=e1),
+        sendgrid_event(email, "open", at + timedelta(minutes=1), message, sg_event_id=e2, useragent="Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/122.0 Safari/537.36", ip="198.51.100.7"),
+        sendgrid_event(email, "click", at + timedelta(minutes=2), message, sg_event_id=e3, url="https://example.com/p", useragent="Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/122.0 Safari/537.36", ip="198.51.100.7"),
+    ]
+
+    first = await post_and_deliver(webhook_gateway, batch)
+    retries = [await post_and_deliver(webhook_gateway, batch) for _ in range(2)]
+    after_retries = await webhook_gateway.timeline(email)
+    extra_open = sendgrid_event(email, "open", at + timedelta(minutes=5), message, sg_event_id=e4, useragent="Mozilla/5.0 (Macintosh) AppleWebKit/605.1.15 (KHTML, like Gecko)")
+    last = await post_and_deliver(webhook_gateway, [batch[1], extra_open])
+    final = await webhook_gateway.timeline(email)
+
+    assert first["stored"] == 3
+    assert [answer["stored"] for answer in retries] == [0, 0]
+    assert [answer["duplicates"] for answer in retries] == [3, 3]
+    assert sorted(item["type"] for item in after_retries) == ["email_clicked", "email_delivered", "email_opened"]
+    assert (last["stored"], last["duplicates"]) == (1, 1)
+    assert len(final) == 4
+    assert [item["type"] for item in final].count("email_opened") == 2
+    assert {item["properties"]["message_id"] for item in final} == {f"<{message}@nurture.example>"}
+    assert len(await webhook_gateway.receipts("sendgrid", [e1, e2, e3, e4])) == 4
+
+
+async def test_out_of_order_events_keep_their_times(webhook_gateway: WebhookGateway) -> None:
+    email, message = email_of("m2"), f"m2-{uuid.uuid4().hex[:8]}"
+    day = TEST_CLOCK.replace(hour=0, minute=0, second=0) - timedelta(hours=1)
+    human = "Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/122.0 Safari/537.36"
+
+    await post_and_deliver(webhook_gateway, [sendgrid_event(email, "open", day.replace(hour=10, minute=5), message, useragent=human)])
+    await post_and_deliver(webhook_gateway, [sendgrid_event(email, "delivered", day.replace(hour=10), message)])
+    processed = await post_and_deliver(webhook_gateway, [sendgrid_event(email, "processed", day.replace(hour=9, minute=59), message)])
+    await post_and_deliver(webhook_gateway, [sendgrid_event(email, "bounce", day.replace(hour=9, minute=58), message, type="bounce", status="5.1.1", reason="550 5.1.1 user unknown")])
+    timeline = await webhook_gateway.timeline(email)
+    contact = await webhook_gateway.contact(email)
+
+    assert processed == {"events": 0, "stored": 0, "duplicates": 0, "skipped": 1}
+    assert [item["type"] for item in timeline] == ["email_opened", "email_delivered", "email_bounced"]
+    assert [item["occurred_at"][11:16] for item in timeline] == ["10:05", "10:00", "09:58"]
+    # The bounce predates a delivery of the same message, so it is stale and changes no consent.
+    assert contact["consent"]["status"] == "subscribed"
+
+
+async def test_failures_get_their_class(webhook_gateway: WebhookGateway) -> None:
+    at = TEST_CLOCK - timedelta(minutes=10)
+    cases = {
+        "user_unknown": ({"event": "bounce", "type": "bounce", "status": "5.1.1", "reason": "550 5.1.1 user unknown"}, "email_bounced", "hard", "bounced"),
+        "status_wins": ({"event": "bounce", "type": "blocked", "status": "5.4.4", "reason": "550 5.4.4 invalid domain"}, "email_bounced", "hard", "bounced"),
+        "mailbox_full": ({"event": "bounce", "type": "bounce", "status": "4.2.2", "reason": "452 4.2.2 mailbox full"}, "email_bounced", "soft", "subscribed"),
+        "blocklisted": ({"event": "bounce", "type": "bounce", "status": "5.7.1", "reason": "550 5.7.1 sending IP listed on Spamhaus blocklist"}, "email_bounced", "block", "subscribed"),
+        "auto_reply": ({"event": "bounce", "type": "bounce", "reason": "Out of office: back on Monday"}, "email_auto_replied", "auto_reply", "subscribed"),
+        "complaint": ({"event": "spamreport"}, "email_complained", "complaint", "complained"),
+    }
+    emails = {name: email_of(name) for name in cases}
+
+    events = [
+        sendgrid_event(emails[name], fields["event"], at, f"{name}-{uuid.uuid4().hex[:6]}", **{k: v for k, v in fields.items() if k != "event"})
+        for name, (fields, _, _, _) in cases.items()
+    ]
+    await post_and_deliver(webhook_gateway, events)
+
+    for name, (_, timeline_type, failure_class, consent) in cases.items():
+        [item] = await webhook_gateway.timeline(emails[name])
+        contact = await webhook_gateway.contact(emails[name])
+        assert item["type"] == timeline_type, name
+        assert item["properties"]["bounce_class"] == failure_class, name
+        assert contact["consent"]["status"] == consent, name
+
+
+async def test_repeated_soft_bounces_suppress(webhook_gateway: WebhookGateway) -> None:
+    email = email_of("soft")
+    start = TEST_CLOCK - timedelta(days=20)
+    bounces = [
+        sendgrid_event(email, "bounce", start + timedelta(days=day * 4), f"soft{day}-{uuid.uuid4().hex[:6]}", type="bounce", status="4.2.2", reason="452 4.2.2 mailbox full")
+        for day in range(5)
+    ]
+
+    await post_and_deliver(webhook_gateway, bounces[:4])
+    after_four = (await webhook_gateway.contact(email))["consent"]["status"]
+    await post_and_deliver(webhook_gateway, bounces[4:])
+    after_five = (await webhook_gateway.contact(email))["consent"]
+
+    assert after_four == "subscribed"
+    assert after_five["status"] == "bounced"
+    assert after_five["reason"] == "repeated_soft"
+
+
+async def test_machine_open_is_flagged(webhook_gateway: WebhookGateway) -> None:
+    email, message = email_of("mpp"), f"mpp-{uuid.uuid4().hex[:8]}"
+    human_agent = "Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/122.0 Safari/537.36"
+    machine = sendgrid_event(email, "open", TEST_CLOCK - timedelta(minutes=5), message, sg_machine_open=True, useragent=human_agent)
+    person = sendgrid_event(email, "open", TEST_CLOCK - timedelta(minutes=4), message, sg_machine_open=False, useragent=human_agent)
+
+    await post_and_deliver(webhook_gateway, [machine, person])
+    opens = {item["properties"]["provider_event_id"]: item["properties"] for item in await webhook_gateway.timeline(email)}
+
+    assert opens[machine["sg_event_id"]]["machine"] is True
+    assert opens[machine["sg_event_id"]]["classification_reasons"] == ["provider_machine_open"]
+    assert opens[person["sg_event_id"]]["machine"] is False
+
+
+async def test_contacts_outage_loses_nothing(webhook_gateway: WebhookGateway) -> None:
+    gateway = webhook_gateway.gateway
+    email = email_of("outage")
+    headers, body = sendgrid_request([sendgrid_event(email, "delivered", TEST_CLOCK, f"o-{uuid.uuid4().hex[:6]}")])
+    response = await webhook_gateway.post("sendgrid", headers, body)
+    [(table, row_id)] = gateway.queue.enqueued
+    gateway.queue.enqueued.clear()
+    settings = gateway.app.state.settings
+    down = ServiceClient("contacts", f"http://127.0.0.1:{free_port()}", internal_token=settings.internal_token)
+
+    offline = Deliverer(gateway.app.state.db, DELIVERY_MODELS, contacts=down, provider_http=None, max_backoff_s=300)
+    first = await offline.deliver(table, row_id)
+    await down.aclose()
+    pending = await webhook_gateway.receipt(row_id)
+    clock.advance(timedelta(seconds=3))
+    swept = await gateway.deliverer().sweep()
+    delivered = await webhook_gateway.receipt(row_id)
+
+    assert response.status_code == 200
+    assert first == "retry"
+    assert (pending.state, pending.attempts) == ("pending", 1)
+    assert "contacts" in (pending.last_error or "")
+    assert pending.next_attempt_at == TEST_CLOCK + timedelta(seconds=2)
+    assert swept >= 1
+    assert (delivered.state, delivered.attempts) == ("delivered", 2)
+    assert [item["type"] for item in await webhook_gateway.timeline(email)] == ["email_delivered"]
+
+
+async def test_rejected_delivery_is_dead_lettered(webhook_gateway: WebhookGateway) -> None:
+    gateway = webhook_gateway.gateway
+    # An address the contacts service rejects: the receipt stays, marked failed, and is not retried.
+    headers, body = sendgrid_request([sendgrid_event("not an address", "delivered", TEST_CLOCK, "bad")])
+    response = await webhook_gateway.post("sendgrid", headers, body)
+
+    outcomes = await gateway.deliver_enqueued()
+
+    assert response.status_code == 200
+    assert outcomes == ["failed"]
