@@ -11,9 +11,9 @@ router = APIRouter(tags=["contacts"])
 
 
 @router.delete("/contacts/{contact_id}", status_code=204)
-async def erase(contact_id: str, session: Session, outbox: OutboxDep) -> Response:
+async def erase(contact_id: str, session: Session, outbox: OutboxDep, settings: SettingsDep) -> Response:
     """Erase the person's data here and tell the other services to erase theirs; keep an anonymous tombstone."""
-    await erase_contact(session, outbox, contact_id)
+    await erase_contact(session, outbox, contact_id, settings)
     await session.commit()
     return Response(status_code=204)
 

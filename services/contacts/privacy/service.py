@@ -2,20 +2,23 @@
 
 Erasure deletes, in one transaction, the contact and every row that names it: timeline events,
 consent state and history, stage history, segment memberships, a company no other contact works
-at, and outbox rows whose event mentions the contact's id or address. What remains is an anonymous
+at, outbox rows whose event mentions the contact's id or address, and the address where a segment
+filter quotes it. What remains is an anonymous
 tombstone (a fresh random id, the stage reached and the erasure time) so counts per stage stay
 right. The erasure is then published as `contact.erased`, whose outbox row carries the contact id
 only until the relay has delivered it to scoring and the sequencer, which delete their own data.
 """
 
 import json
+import re
 import uuid
 from typing import Any
 
-from sqlalchemy import Text, cast, delete, or_
+from sqlalchemy import Text, cast, delete, func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.contacts.attributes.service import load_definitions
 from services.contacts.consent.models import ConsentChange, ConsentState
 from services.contacts.consent.views import consent_out
 from services.contacts.db import OutboxMessage
@@ -23,7 +26,9 @@ from services.contacts.people.models import Company, Contact
 from services.contacts.people.service import get_contact
 from services.contacts.people.views import contact_view
 from services.contacts.privacy.models import ContactTombstone
+from services.contacts.segments.membership import refresh_segment
 from services.contacts.segments.models import Segment, SegmentMembership
+from services.contacts.settings import ContactsSettings
 from services.contacts.stages.models import StageChange
 from services.contacts.timeline.models import TimelineEvent
 from services.kit import clock
@@ -38,9 +43,11 @@ log = get_logger(__name__)
 # Services that hold their own data about a contact and answer GET /contacts/{id}/export.
 EXPORTING_SERVICES = ("scoring", "sequencer")
 _PERSONAL_TABLES = (TimelineEvent, ConsentState, ConsentChange, StageChange, SegmentMembership)
+# What an erased address becomes where a segment filter quoted it; it matches no valid address.
+ERASED_TEXT = "[erased]"
 
 
-async def erase_contact(session: AsyncSession, outbox: Outbox, contact_id: str) -> ContactTombstone:
+async def erase_contact(session: AsyncSession, outbox: Outbox, contact_id: str, settings: ContactsSettings) -> ContactTombstone:
     """Delete everything about the contact, leave a tombstone and publish `contact.erased` (not committed)."""
     contact = await get_contact(session, contact_id)
     tombstone = ContactTombstone(id=uuid.uuid4().hex, stage=contact.stage, erased_at=clock.now())
@@ -54,6 +61,7 @@ async def erase_contact(session: AsyncSession, outbox: Outbox, contact_id: str) 
     await session.flush()
     if company_id is not None:
         await _delete_unused_company(session, company_id)
+    await _scrub_segment_filters(session, outbox, contact, settings)
 
     outbox.publish(session, topics.CONTACT_ERASED, topics.ContactErased(contact_id=contact_id))
     log.info("contact.erased", tombstone_id=tombstone.id)
@@ -66,6 +74,35 @@ async def _delete_outbox_rows(session: AsyncSession, contact: Contact) -> None:
     envelope_text = cast(OutboxMessage.envelope, Text)
     matches = or_(*(envelope_text.contains(needle, autoescape=True) for needle in needles))
     await session.exec(delete(OutboxMessage).where(matches))  # type: ignore[call-overload]
+
+
+async def _scrub_segment_filters(session: AsyncSession, outbox: Outbox, contact: Contact, settings: ContactsSettings) -> None:
+    """Replace the address in segment filters that quote it (such as `email eq ...`) by ERASED_TEXT."""
+    filter_text = func.lower(cast(Segment.filter, Text))
+    needles = {contact.email_key, json.dumps(contact.email_key)[1:-1]}
+    query = select(Segment).where(or_(*(filter_text.contains(needle, autoescape=True) for needle in needles)))
+    segments = list((await session.exec(query)).all())
+    if not segments:
+        return
+
+    pattern = re.compile(re.escape(contact.email), re.IGNORECASE)
+    definitions = await load_definitions(session)
+    for segment in segments:
+        segment.filter = _replace_strings(segment.filter, pattern)
+        segment.updated_at = clock.now()
+        session.add(segment)
+        await refresh_segment(session, outbox, segment, definitions, settings)
+        log.info("segment.filter_scrubbed", segment_id=segment.id)
+
+
+def _replace_strings(value: Any, pattern: re.Pattern[str]) -> Any:
+    if isinstance(value, str):
+        return pattern.sub(ERASED_TEXT, value)
+    if isinstance(value, list):
+        return [_replace_strings(item, pattern) for item in value]
+    if isinstance(value, dict):
+        return {key: _replace_strings(item, pattern) for key, item in value.items()}
+    return value
 
 
 async def _delete_unused_company(session: AsyncSession, company_id: str) -> None:
