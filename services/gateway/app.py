@@ -4,6 +4,7 @@ import httpx
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
+from services.gateway.dashboard.router import router as dashboard_router
 from services.gateway.delivery.service import DeliveryQueue
 from services.gateway.errors import install_gateway_problems
 from services.gateway.idempotency.middleware import IdempotencyMiddleware
@@ -64,6 +65,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             reports.router,
             tracking.router,
             webhooks.router,
+            dashboard_router,
         ],
         clients=["contacts", "scoring", "sequencer"],
         internal=False,

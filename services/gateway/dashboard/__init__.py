@@ -1,0 +1,1 @@
+"""The reports dashboard: a static page that reads the public reports API with the user's API key."""
