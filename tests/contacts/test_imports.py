@@ -251,7 +251,7 @@ async def test_interrupted_import_resumes_after_last_chunk(contacts_app: Apps) -
 
 
 async def test_worker_runs_queued_import(contacts_app: Apps) -> None:
-    app, client = contacts_app
+    _, client = contacts_app
     email = unique_email("worker")
 
     accepted = await upload(client, f"email\n{email}\n".encode(), {"email": "email"})

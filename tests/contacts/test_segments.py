@@ -101,7 +101,7 @@ async def _create_people(contacts_app: Apps) -> Scope:
     )
     bob = await scope.contact("bob", first_name="Bob", attributes={"seats": 3.5, "trial": False, "tier": "Free", "tags": []})
     cid = await scope.contact("cid", first_name="Cid", stage="sql", attributes={"renewal": "2024-06-30", "tags": ["alpha"]})
-    dee = await scope.contact("dee", stage="disqualified", company={"name": "Dee & Co", "size": 5000})
+    await scope.contact("dee", stage="disqualified", company={"name": "Dee & Co", "size": 5000})
     eve = await scope.contact("eve", first_name="Eve", stage="mql")
 
     await client.put(f"/contacts/{bob}/consent", json={"status": "unsubscribed"})

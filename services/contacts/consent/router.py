@@ -6,7 +6,14 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.contacts.changes import ContactChanges
-from services.contacts.consent.service import REQUEST_SOURCES, SOURCE_API, ConsentRequest, load_states, request_change, sendability
+from services.contacts.consent.service import (
+    REQUEST_SOURCES,
+    SOURCE_API,
+    ConsentRequest,
+    load_states,
+    request_change,
+    sendability,
+)
 from services.contacts.consent.views import ConsentOut, SendabilityOut, consent_out
 from services.contacts.deps import OutboxDep, Session, SettingsDep
 from services.contacts.people.service import get_contact

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
+
 from sqlalchemy import delete, literal, union_all
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -21,8 +22,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.contacts.attributes.types import AttributeDefinition
 from services.contacts.changes import CREATED, ContactChanges
 from services.contacts.segments.compiler import CONTACT, FilterCompiler, member_query
-from services.contacts.segments.models import Segment, SegmentMembership
 from services.contacts.segments.filter import FilterNode
+from services.contacts.segments.models import Segment, SegmentMembership
 from services.contacts.segments.validation import parse_filter
 from services.contacts.settings import ContactsSettings
 from services.contacts.timeline.models import TimelineEvent
