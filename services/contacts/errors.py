@@ -11,7 +11,7 @@ from services.kit.problems import Conflict, Unprocessable, field_error, problem_
 
 
 def install_domain_errors(app: FastAPI) -> None:
-    """Answer 422 naming the field for bad values, and 409 for stage moves the rules forbid."""
+    """Render bad values as 422 naming the field, and stage moves the rules forbid as 409."""
 
     async def _field_value(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, FieldValueError)

@@ -210,7 +210,7 @@ async def test_fifth_soft_bounce_in_30_days_suppresses(contacts_app: Apps) -> No
     assert (change["source"], change["occurred_at"]) == ("soft_bounce", "2024-05-30T10:00:00Z")
 
 
-async def test_soft_bounces_spread_over_more_than_30_days_do_not_suppress(contacts_app: Apps) -> None:
+async def test_soft_bounces_beyond_30_days_ignored(contacts_app: Apps) -> None:
     _, client = contacts_app
     contact = await create_contact(client)
 
@@ -251,7 +251,7 @@ async def test_stale_bounce_of_opened_message_does_not_suppress(contacts_app: Ap
 
 
 async def test_change_older_than_current_state_is_ignored(contacts_app: Apps) -> None:
-    """A re-subscription at 12:00 stands against an unsubscribe from 11:00 that arrives late."""
+    """A re-subscription at 12:00 wins over an unsubscribe from 11:00 that arrives late."""
     _, client = contacts_app
     contact = await create_contact(client)
     await _event(client, contact["id"], "unsubscribed", T0)

@@ -17,7 +17,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.fixture
 async def public(contacts_app: Apps, gateway_app: Apps) -> tuple[FastAPI, FastAPI, httpx.AsyncClient]:
-    """The gateway routed in-process to the contacts app, with a client that holds no key yet."""
+    """The gateway routed in-process to the contacts app, with a client that has no key yet."""
     contacts, _ = contacts_app
     gateway, client = gateway_app
     route_in_process(gateway, "contacts", contacts)
@@ -69,7 +69,7 @@ async def test_contact_lifecycle_through_gateway(public: tuple[FastAPI, FastAPI,
     consent = await client.put(f"/v1/contacts/{created.json()['id']}/consent", json={"status": "unsubscribed"})
     listed = await client.get("/v1/contacts", params={"email": email})
     erased = await client.delete(f"/v1/contacts/{created.json()['id']}")
-    gone = await client.get(f"/v1/contacts/{created.json()['id']}")
+    after_erasure = await client.get(f"/v1/contacts/{created.json()['id']}")
 
     assert created.status_code == 201
     assert (duplicate.status_code, duplicate.json()["existing_id"]) == (409, created.json()["id"])
@@ -80,7 +80,7 @@ async def test_contact_lifecycle_through_gateway(public: tuple[FastAPI, FastAPI,
     assert [item["type"] for item in timeline.json()["items"]] == ["page_view"]
     assert consent.json()["consent"]["status"] == "unsubscribed"
     assert [item["id"] for item in listed.json()["items"]] == [created.json()["id"]]
-    assert (erased.status_code, gone.status_code) == (204, 404)
+    assert (erased.status_code, after_erasure.status_code) == (204, 404)
 
 
 async def test_validation_error_names_field_through_gateway(public: tuple[FastAPI, FastAPI, httpx.AsyncClient]) -> None:

@@ -44,7 +44,7 @@ def _case04_file() -> bytes:
     return text.replace("@example.com", f"-{tag}@example.com").encode()
 
 
-async def test_case_04_rejects_bad_rows_and_keeps_the_rest(contacts_app: Apps) -> None:
+async def test_case_04_row_outcomes(contacts_app: Apps) -> None:
     app, client = contacts_app
     await _define(client, "birthday", "date")
     content = _case04_file()

@@ -20,7 +20,7 @@ from tests.contacts.support import Apps, create_contact, move_stage, published, 
 
 
 class Scope:
-    """Contacts of one test, sharing a last name no other test uses, so a segment sees only them."""
+    """Contacts of one test, sharing a last name no other test uses, so a segment can match only them."""
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client

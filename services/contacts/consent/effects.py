@@ -6,7 +6,7 @@
 | `email_complained` |                                   | overall becomes complained: no more sending         |
 | `email_bounced`    | `bounce_class: hard`              | overall becomes bounced (reason hard_bounce)        |
 | `email_bounced`    | `bounce_class: soft`              | bounced (reason repeated_soft) once `soft_bounce_limit` soft bounces fall within `soft_bounce_window_days` |
-| `email_bounced`    | `bounce_class: block`             | none: a blocklisted sending IP says nothing about the address |
+| `email_bounced`    | `bounce_class: block`             | none: a blocklisted sending IP is no evidence about the address |
 
 A bounce is stale, and changes nothing, when the same message (`properties.message_id`) was
 delivered, opened or clicked after it: the address demonstrably worked later. Any change older than

@@ -24,7 +24,7 @@ class ConsentState(ContactsBase, table=True):  # type: ignore[call-arg]
 
     id: int | None = Field(default=None, primary_key=True)
     contact_id: str = Field(foreign_key="contact.id", ondelete="CASCADE", max_length=32)
-    # Never loaded; it tells the unit of work to insert a new contact before this row.
+    # Never loaded: the relationship makes the unit of work insert a new contact before this row.
     contact: Optional["Contact"] = Relationship(sa_relationship_kwargs={"lazy": "raise"})
     topic: str = Field(default=OVERALL, max_length=63)
     status: str = Field(max_length=16)
@@ -43,7 +43,7 @@ class ConsentChange(ContactsBase, table=True):  # type: ignore[call-arg]
 
     id: int | None = Field(default=None, primary_key=True)
     contact_id: str = Field(foreign_key="contact.id", ondelete="CASCADE", max_length=32, index=True)
-    # Never loaded; it tells the unit of work to insert a new contact before this row.
+    # Never loaded: the relationship makes the unit of work insert a new contact before this row.
     contact: Optional["Contact"] = Relationship(sa_relationship_kwargs={"lazy": "raise"})
     topic: str = Field(default=OVERALL, max_length=63)
     from_status: str | None = Field(default=None, max_length=16)

@@ -97,7 +97,11 @@ async def read_import(import_id: str, session: Session) -> ImportOut:
 def import_out(job: ImportJob) -> ImportOut:
     report = job.report or {}
     failed = report.get("failed", [])
-    progress = 1.0 if job.status == "done" else (job.bytes_read / job.bytes_total if job.bytes_total else 0.0)
+    progress = 0.0
+    if job.status == "done":
+        progress = 1.0
+    elif job.bytes_total:
+        progress = job.bytes_read / job.bytes_total
     return ImportOut(
         id=job.id,
         status=job.status,

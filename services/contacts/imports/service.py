@@ -133,7 +133,7 @@ async def create_import(
         try:
             await session.commit()
         except IntegrityError:
-            # The same file was uploaded at the same moment; the other request's job stands.
+            # The same file was uploaded at the same moment, and the other request's job is kept.
             await session.rollback()
             upload_path(settings, job.id).unlink(missing_ok=True)
             same = (await session.exec(select(ImportJob).where(ImportJob.fingerprint == key))).one()

@@ -1,8 +1,8 @@
 """Saving parsed CSV rows to the database, chunk by chunk, under the same rules as the API.
 
-Stage cells go through the one stage check (an import never moves a contact backwards), consent
-cells only set the consent of a contact the import creates, and a row the rules reject is reported
-with its line number instead of being dropped.
+Stage cells go through the one stage check, so an import never moves a contact backwards. Consent
+cells only set the consent of a contact the import creates. A row that these rules reject is
+reported with its line number instead of being dropped.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class RowRejected(Exception):
 
 
 class DatabaseSink:
-    """Creates and updates the contacts of one chunk of rows in one session."""
+    """Writer of one chunk of rows: creates and updates their contacts in one session."""
 
     def __init__(
         self,
@@ -59,7 +59,7 @@ class DatabaseSink:
         self.contacts.update(await find_by_keys(self.session, keys))
 
     async def save_rows(self, rows: Sequence[RowResult], report: ImportReport) -> None:
-        """Save every row of a chunk and count each one in `report` exactly once."""
+        """Save every row of a chunk and count each row under one counter of `report`."""
         await self.prefetch(rows)
         for row in rows:
             if isinstance(row, RejectedRow):

@@ -151,7 +151,7 @@ async def _finish(ctx: dict[str, Any], import_id: str, status: str, error: str |
         if status == "done":
             job.bytes_read = job.bytes_total
         await session.commit()
-    # The file holds people's addresses; once the job ends only its report is kept.
+    # The file contains people's addresses, so once the job ends only its report is kept.
     upload_path(settings, import_id).unlink(missing_ok=True)
 
 

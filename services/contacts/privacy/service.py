@@ -1,9 +1,9 @@
 """Erasing a person's data from the contacts database, and gathering everything held about them.
 
-Erasure deletes, in one transaction, the contact and every row that names it: timeline events,
-consent state and history, stage history, segment memberships, a company no other contact works
-at, outbox rows whose event mentions the contact's id or address, and the address where a segment
-filter quotes it. What remains is an anonymous
+Erasure deletes the contact and every row that names it in one transaction. Those rows are its
+timeline events, consent state and history, stage history, segment memberships, a company no other
+contact works at, and outbox rows whose event mentions the contact's id or address. Where a segment
+filter quotes the address, the address is replaced. What remains is an anonymous
 tombstone (a fresh random id, the stage reached and the erasure time) so counts per stage stay
 right. The erasure is then published as `contact.erased`, whose outbox row carries the contact id
 only until the relay has delivered it to scoring and the sequencer, which delete their own data.
@@ -40,10 +40,10 @@ from services.kit.problems import Problem, Unavailable
 
 log = get_logger(__name__)
 
-# Services that hold their own data about a contact and answer GET /contacts/{id}/export.
+# Services that keep their own data about a contact and serve it at GET /contacts/{id}/export.
 EXPORTING_SERVICES = ("scoring", "sequencer")
 _PERSONAL_TABLES = (TimelineEvent, ConsentState, ConsentChange, StageChange, SegmentMembership)
-# What an erased address becomes where a segment filter quoted it; it matches no valid address.
+# Replacement of an erased address in segment filters; it matches no valid address.
 ERASED_TEXT = "[erased]"
 
 
@@ -114,7 +114,7 @@ async def _delete_unused_company(session: AsyncSession, company_id: str) -> None
 async def export_contact(
     session: AsyncSession, contact_id: str, clients: dict[str, ServiceClient], default_consent: str
 ) -> dict[str, Any]:
-    """Return everything the platform holds about the contact, or raise 503 when a service cannot answer.
+    """Return everything the platform stores about the contact, or raise 503 when a service cannot be read.
 
     An export is never partial: if scoring or the sequencer cannot be read, the whole request fails.
     """
@@ -154,13 +154,13 @@ async def _export_from(client: ServiceClient, contact_id: str) -> Any:
         return await client.request("GET", f"/contacts/{contact_id}/export")
     except UpstreamProblem as problem:
         if problem.status == 404 and str(problem.body.get("type", "")).endswith("/not-found"):
-            # The service answered that it holds nothing about this contact.
+            # The service responded that it stores nothing about this contact.
             return None
-        raise _incomplete(client.service, f"it answered {problem.status}") from problem
+        raise _incomplete(client.service, f"it responded with status {problem.status}") from problem
     except Unavailable as problem:
         raise _incomplete(client.service, "it cannot be reached") from problem
     except Problem as problem:
-        raise _incomplete(client.service, f"it answered {problem.status}") from problem
+        raise _incomplete(client.service, f"it responded with status {problem.status}") from problem
 
 
 def _incomplete(service: str, why: str) -> Unavailable:

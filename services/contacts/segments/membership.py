@@ -1,8 +1,9 @@
 """Keeping segment membership current and publishing who enters and who leaves.
 
-Membership is re-evaluated for the contacts a transaction changed (only in the segments whose filter
-reads what changed), for every contact of a segment when it is created, and by the worker's
-periodic check of segments with rolling windows, which can change members without any new data.
+Membership is re-evaluated in three cases. The contacts a transaction changed are evaluated in the
+segments whose filter reads what changed. Every contact is evaluated when a segment is created.
+The worker's periodic check evaluates segments with rolling windows, whose members can change
+without any new data.
 Inserts and deletes return the rows they really changed, so two evaluations racing each other
 publish each entry and exit once.
 """

@@ -37,7 +37,7 @@ class StageChange(ContactsBase, table=True):  # type: ignore[call-arg]
 
     id: int | None = Field(default=None, primary_key=True)
     contact_id: str = Field(foreign_key="contact.id", ondelete="CASCADE", max_length=32)
-    # Never loaded; it tells the unit of work to insert a new contact before this row.
+    # Never loaded: the relationship makes the unit of work insert a new contact before this row.
     contact: Optional["Contact"] = Relationship(sa_relationship_kwargs={"lazy": "raise"})
     from_stage: str | None = Field(default=None, max_length=32)
     to_stage: str = Field(max_length=32)

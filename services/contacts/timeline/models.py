@@ -22,7 +22,7 @@ class TimelineEvent(ContactsBase, table=True):  # type: ignore[call-arg]
 
     id: str = Field(primary_key=True, max_length=128)
     contact_id: str = Field(foreign_key="contact.id", ondelete="CASCADE", max_length=32)
-    # Never loaded; it tells the unit of work to insert a new contact before this row.
+    # Never loaded: the relationship makes the unit of work insert a new contact before this row.
     contact: Optional["Contact"] = Relationship(sa_relationship_kwargs={"lazy": "raise"})
     type: str = Field(max_length=64, index=True)
     occurred_at: datetime = Field(sa_type=UTCDateTime)

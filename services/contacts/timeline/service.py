@@ -1,9 +1,9 @@
 """Recording behaviour events on a contact's timeline, once per event id.
 
-`record_events` stores a list of events in the caller's transaction: it looks up the known event
-ids, the contacts by id and by email match key in one query each, creates the contacts that are
-missing, adds the new events, publishes each as `contact.event_recorded` and applies the consent
-effects of unsubscribes, bounces and complaints in `occurred_at` order. Each event gets its own
+`record_events` stores a list of events in the caller's transaction. It looks up the known event
+ids, and the contacts by id and by email match key, with one query each. It creates the contacts
+that are missing, adds the new events and publishes each as `contact.event_recorded`. Then it
+applies the consent effects of unsubscribes, bounces and complaints in `occurred_at` order. Each event gets its own
 result, so one bad event in a batch fails only itself.
 """
 
@@ -183,7 +183,7 @@ def rejected(index: int, problem: Problem) -> EventResult:
 
 
 async def _mark_duplicates(session: AsyncSession, items: list[_Pending]) -> None:
-    """Answer `duplicate` for ids stored before or repeated earlier in the same list."""
+    """Mark as `duplicate` the ids stored before or repeated earlier in the same list."""
     ids = list({item.event_id for item in items})
     known: dict[str, str] = {}
     if ids:

@@ -27,6 +27,6 @@ async def post_event(body: EventIn, request: Request, _: WriteEvents) -> Respons
 
 @router.post("/events/batch", status_code=202, response_model=BatchOut)
 async def post_events(body: BatchIn, request: Request, _: WriteEvents) -> Response:
-    """Accept up to 1,000 events, answering with a result per event in the order sent."""
+    """Accept up to 1,000 events and return a result per event, in the order sent."""
     events = [{**event, "id": event.get("id") or uuid.uuid4().hex} if isinstance(event, dict) else event for event in body.events]
     return await forward(request, "contacts", "POST", "/events/batch", json={"events": events})
