@@ -8,7 +8,7 @@ PYTHON ?= $(shell for candidate in python3.11 python3.12 python3; do \
 	&& { echo $$candidate; break; }; done)
 BIN := $(VENV)/bin
 
-.PHONY: up test demo install clean
+.PHONY: up test demo install chromium clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "nurture needs Python 3.11 or 3.12 (durable-rules does not import on 3.13); set PYTHON=/path/to/python3.11"; exit 1; }
@@ -25,8 +25,23 @@ up: install
 demo: install
 	$(BIN)/nurture demo
 
-test: install
+test: install chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The dashboard tests drive Debian's Chromium (never a downloaded browser). As root, install it when it
+# is missing; elsewhere say how, and let those tests fail with the same advice.
+CHROMIUM ?= $(or $(NURTURE_TEST_CHROMIUM),/usr/bin/chromium)
+
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the dashboard tests"; \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } \
+		|| echo "installing chromium failed; the dashboard tests will fail"; \
+	else \
+		echo "$(CHROMIUM) is missing and only root can install it here; the dashboard tests will fail" \
+		"until you run: sudo apt-get update && sudo apt-get install -y chromium"; \
+	fi
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
