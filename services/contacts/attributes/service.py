@@ -1,14 +1,12 @@
 """Defining custom attributes and reading their definitions."""
 
-from collections.abc import Mapping
-
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.contacts.attributes.models import AttributeDefinitionRow
 from services.contacts.attributes.types import AttributeDefinition
 from services.kit import clock
-from services.kit.problems import Conflict, invalid
+from services.kit.problems import Conflict
 
 
 async def load_definitions(session: AsyncSession) -> dict[str, AttributeDefinition]:
@@ -42,13 +40,3 @@ async def define_attribute(session: AsyncSession, definition: AttributeDefinitio
     row.updated_at = now
     session.add(row)
     return row, created
-
-
-def check_name(name: str, body_name: str | None) -> None:
-    """Reject a body whose `name` contradicts the path."""
-    if body_name is not None and body_name != name:
-        raise invalid("name", f"the body names {body_name!r} but the path names {name!r}")
-
-
-def definition_dict(definitions: Mapping[str, AttributeDefinition]) -> list[dict[str, object]]:
-    return [definition.model_dump(mode="json") for definition in definitions.values()]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import col, select
@@ -23,6 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.contacts.changes import ContactChanges
 from services.contacts.consent.models import OVERALL, ConsentChange, ConsentState
+from services.contacts.people.locks import lock_contact
 from services.kit import clock
 from services.kit.contracts import contacts as topics
 from services.kit.logging import get_logger
@@ -143,6 +144,7 @@ async def request_change(
     `evidence` without it).
     """
     topic = check_topic(request.topic)
+    await lock_contact(session, contact_id)
     states = await load_states(session, contact_id)
     current = _status(states, topic, default_status)
     if request.status == current:
@@ -180,6 +182,7 @@ async def apply_platform_change(
     `changed_at` is ignored. Returns whether it changed anything.
     """
     topic = check_topic(request.topic, field="properties.topic")
+    await lock_contact(session, contact_id)
     states = await load_states(session, contact_id)
     state = states.get(topic)
     current = _status(states, topic, default_status)
@@ -267,7 +270,3 @@ def sendability(
         reason = f"topic_{topic_status}"
 
     return {"sendable": reason is None, "status": overall, "topic": topic, "topic_status": topic_status, "reason": reason}
-
-
-def soft_bounce_window(occurred_at: datetime, days: int) -> datetime:
-    return occurred_at - timedelta(days=days)

@@ -22,8 +22,6 @@ from services.kit import clock
 from services.kit.contracts.contacts import ContactSnapshot
 from services.kit.problems import Conflict, NotFound
 
-# The profile fields a caller can set; stage and consent have their own audited paths.
-PROFILE_FIELDS = ("email", "first_name", "last_name", "timezone", "attributes", "company")
 INITIAL_STAGE = "subscriber"
 
 
@@ -99,24 +97,6 @@ async def create_contact(
 def _record_creation(session: AsyncSession, contact: Contact, changes: ContactChanges, actor: str, at: datetime) -> None:
     session.add(StageChange(contact_id=contact.id, from_stage=None, to_stage=contact.stage, kind="created", actor=actor, at=at))
     changes.created(contact.id)
-
-
-async def find_or_create_by_email(
-    session: AsyncSession, email: str, changes: ContactChanges, *, actor: str
-) -> tuple[Contact, bool]:
-    """Return the contact with this address, creating it (flushed, not committed) when there is none."""
-    existing = await find_by_email(session, email)
-    if existing is not None:
-        return existing, False
-
-    try:
-        return await create_contact(session, email, changes, actor=actor), True
-    except Conflict:
-        # A concurrent request created the same address between the look-up and the insert.
-        contact = await find_by_email(session, email)
-        if contact is None:
-            raise
-        return contact, False
 
 
 def _exists(contact: Contact) -> Conflict:

@@ -14,6 +14,7 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.contacts.changes import ContactChanges
+from services.contacts.people.locks import lock_contact
 from services.contacts.people.models import Contact
 from services.contacts.stages.definitions import (
     StageDefinition,
@@ -47,6 +48,10 @@ async def change_stage(
     Raises the StageError of stages/machine.py that forbids the move (StageUnchanged when the
     contact is already there); nothing is written then.
     """
+    stored_stage = await lock_contact(session, contact.id)
+    if stored_stage is not None and stored_stage != contact.stage:
+        # Another transaction moved the stage since this contact was read; check against that.
+        contact.stage = stored_stage
     transition = check_transition(contact.stage, target, reason=reason, actor=actor, allow_regression=allow_regression)
     now = clock.now()
     entry = _history_entry(contact.id, transition, now)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -90,7 +90,6 @@ class _Pending:
     email_key: str | None = None
     email: str | None = None
     result: EventResult | None = None
-    properties: dict[str, Any] = field(default_factory=dict)
 
 
 def check_properties(incoming: EventIn) -> None:
