@@ -1,4 +1,10 @@
-"""The scoring service's table registry and its outbox and processed-event tables."""
+"""The scoring service's table registry, its outbox and processed-event tables, and SQL helpers."""
+
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit.db import service_base
 from services.kit.outbox import OutboxColumns, ProcessedEventColumns
@@ -12,3 +18,19 @@ class OutboxMessage(ScoringBase, OutboxColumns, table=True):  # type: ignore[cal
 
 class ProcessedEvent(ScoringBase, ProcessedEventColumns, table=True):  # type: ignore[call-arg]
     __tablename__ = "processed_event"
+
+
+def dialect_name(session: AsyncSession) -> str:
+    """Return "postgresql" or "sqlite" for the database behind `session`."""
+    bind = session.bind
+    if bind is None:
+        raise RuntimeError("the session is not bound to an engine")
+    return bind.dialect.name
+
+
+async def insert_ignore(session: AsyncSession, model: type[SQLModel], values: dict[str, Any]) -> None:
+    """Insert one row unless a row with the same key exists (ON CONFLICT DO NOTHING on both databases)."""
+    table = model.__table__  # type: ignore[attr-defined]
+    dialect = postgresql if dialect_name(session) == "postgresql" else sqlite
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
+    await session.exec(statement)  # type: ignore[call-overload]
