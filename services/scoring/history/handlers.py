@@ -1,42 +1,97 @@
-"""Consuming the contacts service's events into the scoring history."""
+"""Consumers of the contacts service's events: the scoring history, facts, scores and erasure.
+
+Each handler locks the contact first and does not commit: the consumer commits once, together
+with the processed-event mark. Ledger rows are flushed before returning, so a broken ledger key
+fails the handler (and the job is retried) instead of passing for a duplicate delivery.
+"""
 
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
+from services.kit.consumer import Handler
 from services.kit.contracts import EventEnvelope
 from services.kit.contracts import contacts as contact_topics
-from services.kit.contracts import scoring as scoring_topics
-from services.scoring.history.models import ScoredEvent
-from services.scoring.scores.models import ContactScore
+from services.kit.logging import get_logger
+from services.scoring.history.service import (
+    apply_snapshot,
+    apply_stage,
+    erase_contact,
+    is_machine_event,
+    lock_contact,
+    store_event,
+)
+from services.scoring.rulesets.service import active_models
+from services.scoring.scores.service import ScoringRun, score_event, score_fit
 
-DEFAULT_MODEL = "default"
+log = get_logger(__name__)
 
 
 async def on_event_recorded(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
-    """Keep the event for rescoring and make sure the contact has a score row."""
+    """Keep the event in the history, then score it against every active model."""
     event = contact_topics.EventRecorded.model_validate(envelope.payload).event
-    if await session.get(ScoredEvent, event.id) is None:
-        session.add(
-            ScoredEvent(
-                id=event.id,
-                contact_id=event.contact_id,
-                type=event.type,
-                occurred_at=event.occurred_at,
-                properties=event.properties,
-            )
-        )
+    now = clock.now()
+    facts = await lock_contact(session, event.contact_id, now)
+    if facts is None:
+        log.info("event.dropped_for_erased_contact", event_id=event.id, contact_id=event.contact_id)
+        return
 
-    score = await session.get(ContactScore, (event.contact_id, DEFAULT_MODEL))
-    if score is None:
-        score = ContactScore(contact_id=event.contact_id, model=DEFAULT_MODEL, updated_at=clock.now())
-        session.add(score)
-        ctx["outbox"].publish(
-            session,
-            scoring_topics.SCORE_CHANGED,
-            scoring_topics.ScoreChanged(
-                contact_id=score.contact_id, model=score.model, total=score.total, fit=score.fit,
-                engagement=score.engagement, at=score.updated_at,
-            ),
-        )
+    stored = await store_event(session, event)
+    if is_machine_event(stored.properties):
+        log.debug("event.machine_not_scored", event_id=event.id, contact_id=event.contact_id)
+        return
+
+    run = ScoringRun(session, ctx["outbox"], source="event", now=now)
+    await score_event(run, facts, stored, await active_models(session))
+    await session.flush()
+
+
+async def on_contact_changed(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
+    """Store the contact's new facts and bring its fit points in line with them."""
+    snapshot = contact_topics.ContactChanged.model_validate(envelope.payload).contact
+    now = clock.now()
+    facts = await lock_contact(session, snapshot.id, now)
+    if facts is None:
+        return
+    if not apply_snapshot(facts, snapshot.model_dump(mode="json"), envelope.occurred_at, now):
+        log.info("contact.stale_snapshot_ignored", contact_id=snapshot.id, event_id=envelope.id)
+        return
+    session.add(facts)
+
+    run = ScoringRun(session, ctx["outbox"], source="contact", now=now)
+    await score_fit(run, facts, await active_models(session))
+    await session.flush()
+
+
+async def on_stage_changed(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
+    """Keep the contact's stage, for fit rules on the stage and for calibration outcomes."""
+    change = contact_topics.StageChanged.model_validate(envelope.payload)
+    now = clock.now()
+    facts = await lock_contact(session, change.contact_id, now)
+    if facts is None:
+        return
+    apply_stage(facts, change.to_stage, change.at)
+    facts.updated_at = now
+    session.add(facts)
+
+    run = ScoringRun(session, ctx["outbox"], source="contact", now=now)
+    await score_fit(run, facts, await active_models(session))
+    await session.flush()
+
+
+async def on_contact_erased(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
+    """Delete the contact's history, facts, scores, ledger and trigger state."""
+    erased = contact_topics.ContactErased.model_validate(envelope.payload)
+    now = clock.now()
+    await lock_contact(session, erased.contact_id, now)
+    await erase_contact(session, erased.contact_id, now)
+    log.info("contact.erased", contact_id=erased.contact_id)
+
+
+HANDLERS: dict[str, Handler] = {
+    contact_topics.EVENT_RECORDED: on_event_recorded,
+    contact_topics.CONTACT_CHANGED: on_contact_changed,
+    contact_topics.STAGE_CHANGED: on_stage_changed,
+    contact_topics.CONTACT_ERASED: on_contact_erased,
+}

@@ -1,0 +1,192 @@
+"""The scoring history of a contact: the per-contact lock, stored events, facts and erasure.
+
+Every change to a contact's scores runs inside `lock_contact` (or `lock_contacts` for a chunk), so
+two workers never score the same contact at once. On PostgreSQL the lock is the row lock of the
+contact's `contact_facts` row, taken by an UPDATE (one contact) or SELECT ... FOR UPDATE in
+contact-id order (a chunk, so two chunks never deadlock). On SQLite the first write of a
+transaction takes the database's single write lock, which serialises writers anyway.
+"""
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.kit.contracts.contacts import TimelineEvent
+from services.scoring.db import dialect_name, insert_ignore
+from services.scoring.history.models import ContactFacts, ErasedContact, ScoredEvent
+from services.scoring.scores.models import ContactScore, LedgerRow
+from services.scoring.thresholds.models import ThresholdFiring, ThresholdState
+
+# Event properties that mark traffic from machines: privacy-protection opens, link scanners, bots.
+MACHINE_FLAGS = ("machine", "bot")
+# Stages from which a contact counts as having become an SQL.
+SQL_OR_LATER = frozenset({"sql", "opportunity", "customer"})
+
+
+def is_machine_event(properties: Mapping[str, Any]) -> bool:
+    """Tell whether an event was flagged as machine or bot traffic, which never earns engagement points."""
+    return any(_flag_set(properties.get(flag)) for flag in MACHINE_FLAGS)
+
+
+def _flag_set(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value == 1
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return False
+
+
+async def lock_contact(session: AsyncSession, contact_id: str, now: datetime) -> ContactFacts | None:
+    """Lock a contact for the rest of the transaction and return its facts row, created when missing.
+
+    Returns None for an erased contact, leaving nothing behind, so a late event cannot bring
+    back the data of a person who asked to be forgotten.
+    """
+    if not await _bump_revision(session, contact_id):
+        values = {"contact_id": contact_id, "facts": {}, "stage": "subscriber", "updated_at": now,
+                  "stages_reached": [], "revision": 0}
+        await insert_ignore(session, ContactFacts, values)
+        await _bump_revision(session, contact_id)
+
+    if await session.get(ErasedContact, contact_id) is not None:
+        await session.exec(delete(ContactFacts).where(col(ContactFacts.contact_id) == contact_id))  # type: ignore[call-overload]
+        return None
+    return await session.get(ContactFacts, contact_id, populate_existing=True)
+
+
+async def _bump_revision(session: AsyncSession, contact_id: str) -> bool:
+    statement = (
+        update(ContactFacts)
+        .where(col(ContactFacts.contact_id) == contact_id)
+        .values(revision=ContactFacts.revision + 1)
+    )
+    result = await session.exec(statement)  # type: ignore[call-overload]
+    return bool(result.rowcount)
+
+
+async def lock_contacts(session: AsyncSession, contact_ids: Sequence[str]) -> None:
+    """Lock several contacts for the rest of the transaction, in contact-id order."""
+    if not contact_ids:
+        return
+    ordered = sorted(contact_ids)
+    if dialect_name(session) == "postgresql":
+        query = select(ContactFacts.contact_id).where(col(ContactFacts.contact_id).in_(ordered))
+        await session.exec(query.order_by(ContactFacts.contact_id).with_for_update())
+        return
+    statement = (
+        update(ContactFacts)
+        .where(col(ContactFacts.contact_id).in_(ordered))
+        .values(revision=ContactFacts.revision + 1)
+    )
+    await session.exec(statement)  # type: ignore[call-overload]
+
+
+async def store_event(session: AsyncSession, event: TimelineEvent) -> ScoredEvent:
+    """Keep an event in the history (once per id) and return the stored copy."""
+    stored = await session.get(ScoredEvent, event.id)
+    if stored is None:
+        stored = ScoredEvent(
+            id=event.id,
+            contact_id=event.contact_id,
+            type=event.type,
+            occurred_at=event.occurred_at,
+            properties=event.properties,
+        )
+        session.add(stored)
+    return stored
+
+
+def event_document(event: ScoredEvent) -> dict[str, Any]:
+    """Return an event in the shape the rules library reads: id, type, occurred_at, properties."""
+    return {"id": event.id, "type": event.type, "occurred_at": event.occurred_at, "properties": event.properties}
+
+
+def contact_document(facts: ContactFacts | None) -> dict[str, Any]:
+    """Return the contact document that fit rules and `contact_when` conditions read."""
+    if facts is None:
+        return {}
+    return {**facts.facts, "stage": facts.stage}
+
+
+async def recent_events(
+    session: AsyncSession,
+    event: ScoredEvent,
+    *,
+    window: timedelta,
+    types: frozenset[str],
+) -> list[dict[str, Any]]:
+    """Return the contact's human events of `types` within `window` before or after `event`."""
+    if not types or window <= timedelta(0):
+        return []
+    query = select(ScoredEvent).where(
+        ScoredEvent.contact_id == event.contact_id,
+        col(ScoredEvent.type).in_(sorted(types)),
+        ScoredEvent.occurred_at >= event.occurred_at - window,
+        ScoredEvent.occurred_at <= event.occurred_at + window,
+        ScoredEvent.id != event.id,
+    )
+    rows = (await session.exec(query)).all()
+    return [event_document(row) for row in rows if not is_machine_event(row.properties)]
+
+
+async def events_of(session: AsyncSession, contact_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Return the human events of each contact, for replaying whole histories."""
+    history: dict[str, list[dict[str, Any]]] = {contact_id: [] for contact_id in contact_ids}
+    if not contact_ids:
+        return history
+    query = select(ScoredEvent).where(col(ScoredEvent.contact_id).in_(list(contact_ids)))
+    for row in (await session.exec(query)).all():
+        if not is_machine_event(row.properties):
+            history[row.contact_id].append(event_document(row))
+    return history
+
+
+async def facts_of(session: AsyncSession, contact_ids: Sequence[str]) -> dict[str, ContactFacts]:
+    if not contact_ids:
+        return {}
+    query = select(ContactFacts).where(col(ContactFacts.contact_id).in_(list(contact_ids)))
+    return {row.contact_id: row for row in (await session.exec(query)).all()}
+
+
+def apply_snapshot(facts: ContactFacts, snapshot: Mapping[str, Any], at: datetime, now: datetime) -> bool:
+    """Store a contact snapshot published at `at`; return False when a newer one is already stored."""
+    if facts.facts_at is not None and at < facts.facts_at:
+        return False
+    facts.facts = {key: value for key, value in snapshot.items() if key != "id"}
+    facts.facts_at = at
+    stage = snapshot.get("stage")
+    if isinstance(stage, str):
+        apply_stage(facts, stage, at)
+    facts.updated_at = now
+    return True
+
+
+def apply_stage(facts: ContactFacts, stage: str, at: datetime) -> None:
+    """Record that the contact was in `stage` at `at`; an older change does not overwrite a newer one."""
+    if stage not in facts.stages_reached:
+        facts.stages_reached = [*facts.stages_reached, stage]
+    if facts.stage_at is None or at >= facts.stage_at:
+        facts.stage = stage
+        facts.stage_at = at
+
+
+def reached_stage(facts: ContactFacts, outcome: str) -> bool:
+    """Tell whether the contact ever reached `outcome` ("sql" counts opportunity and customer too)."""
+    reached = {*facts.stages_reached, facts.stage}
+    if outcome == "sql":
+        return bool(reached & SQL_OR_LATER)
+    return outcome in reached
+
+
+async def erase_contact(session: AsyncSession, contact_id: str, now: datetime) -> None:
+    """Delete everything scoring stores about a contact and keep only a tombstone of its id."""
+    for model in (ScoredEvent, ContactScore, LedgerRow, ThresholdState, ThresholdFiring, ContactFacts):
+        column = model.contact_id  # type: ignore[attr-defined]
+        await session.exec(delete(model).where(column == contact_id))  # type: ignore[call-overload]
+    await insert_ignore(session, ErasedContact, {"contact_id": contact_id, "erased_at": now})
