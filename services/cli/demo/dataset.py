@@ -106,6 +106,19 @@ def history_events(lead: Lead, *, start: datetime) -> list[dict[str, Any]]:
     return events
 
 
+def sample_leads(count: int) -> list[Lead]:
+    """Return `count` leads spread evenly over the file, or all of them.
+
+    The rows run in date order from May 2008 to November 2010, and the share who subscribed grows
+    over that time, so evenly spaced rows keep a small sample close to the whole.
+    """
+    if count >= ROWS:
+        return list(read_leads())
+
+    wanted = {ROWS * index // count + 1 for index in range(count)}
+    return [lead for lead in read_leads() if lead.row in wanted]
+
+
 def read_leads(limit: int | None = None) -> Iterator[Lead]:
     """Yield the dataset's rows as leads, in file order (the row number is the id)."""
     source = resources.files("services.cli.demo").joinpath("data", DATASET_FILE)
