@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from services.cli import services as registry
+from services.cli.demo.dataset import ROWS
 from services.kit import clock
 from services.kit.logging import configure_logging
 from services.kit.migrations import ensure_database, upgrade
@@ -102,6 +103,43 @@ def up(
     from services.cli.dev import run_platform
 
     run_platform(data_dir, console)
+
+
+@app.command()
+def demo(
+    contacts: Annotated[int, typer.Option(help="Leads to take from the Bank Marketing dataset, spread evenly over its rows (at most 45,211)")] = ROWS,
+    weeks: Annotated[int, typer.Option(help="Simulated weeks of nurturing after the import")] = 4,
+    data_dir: Annotated[Path, typer.Option(help="Folder of the demo's own platform; emptied at the start of each run")] = Path("data/demo"),
+    gateway: Annotated[str | None, typer.Option(help="URL of a running platform's gateway; the demo then starts none")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="NURTURE_API_KEY", help="API key with every scope (with --gateway)")] = None,
+    mail_dir: Annotated[Path | None, typer.Option(help="Folder of the running platform's SMTP sink (with --gateway)")] = None,
+    redis_url: Annotated[str | None, typer.Option(envvar="REDIS_URL", help="Redis of the running platform (with --gateway)")] = None,
+    model: Annotated[str, typer.Option(help="Score model that gets the demo's rule set")] = "default",
+    seed: Annotated[int, typer.Option(help="Seed of the simulated recipients and sales team")] = 2012,
+) -> None:
+    """Nurture the 45,211 real leads of the UCI Bank Marketing dataset and print the nurturing summary."""
+    from services.cli.demo.client import DemoApiError
+    from services.cli.demo.command import RunningPlatform, run_demo
+    from services.cli.demo.ingest import IngestError
+    from services.cli.demo.platform import DemoSetupError
+    from services.cli.demo.runner import DemoError, DemoOptions
+
+    running = None
+    if gateway is not None:
+        if api_key is None or mail_dir is None or redis_url is None:
+            raise typer.BadParameter("--gateway needs --api-key, --mail-dir and --redis-url too", param_hint="--gateway")
+        namespace = registry.load_settings("gateway").namespace
+        running = RunningPlatform(gateway, api_key, mail_dir, redis_url, namespace)
+
+    configure_logging(service="demo", log_format="console", level="WARNING")
+    try:
+        run_demo(DemoOptions(contacts=contacts, weeks=weeks, model=model, seed=seed), data_dir=data_dir, running=running, console=console)
+    except (DemoError, DemoSetupError, DemoApiError, IngestError) as error:
+        console.print(f"[red]demo failed: {error}[/]")
+        raise typer.Exit(1) from error
+    except KeyboardInterrupt:
+        console.print("[yellow]demo interrupted[/]")
+        raise typer.Exit(130) from None
 
 
 @keys_app.command("create")
