@@ -254,3 +254,20 @@ async def test_mql_reached_for_unknown_contact_is_ignored(contacts_app: Apps) ->
     outcome = await _consumer(app).apply(app.state.db, _mql_envelope(uuid.uuid4().hex), worker_context(app))
 
     assert outcome == "applied"
+
+
+async def test_concurrent_moves_pass_the_check_one_at_a_time(contacts_app: Apps) -> None:
+    """Two salespeople accept the same MQL at once: one move is recorded, the other sees it done."""
+    import asyncio
+
+    _, client = contacts_app
+    contact = await create_contact(client, stage="mql")
+
+    first, second = await asyncio.gather(
+        move_stage(client, contact["id"], "sql"),
+        move_stage(client, contact["id"], "sql", actor="sales:sam@example.com"),
+    )
+
+    assert sorted([first.status_code, second.status_code]) == [200, 409]
+    moves = [(entry["from"], entry["to"]) for entry in await history(client, contact["id"])][1:]
+    assert moves == [("mql", "sql")]
