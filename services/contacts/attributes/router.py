@@ -4,11 +4,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import IntegrityError
 
 from services.contacts.attributes.service import define_attribute, load_definitions
 from services.contacts.attributes.types import ATTRIBUTE_NAME_PATTERN, AttributeDefinition, AttributeType
 from services.contacts.deps import Session
-from services.kit.problems import validation_problem
+from services.kit.problems import Conflict, validation_problem
 
 router = APIRouter(tags=["attributes"])
 
@@ -43,7 +44,10 @@ async def put_attribute(name: AttributeName, body: AttributeIn, response: Respon
         raise validation_problem(errors) from None
 
     _, created = await define_attribute(session, definition)
-    await session.commit()
+    try:
+        await session.commit()
+    except IntegrityError:
+        raise Conflict(f"attribute {name} was defined by another request at the same time; retry") from None
     response.status_code = 201 if created else 200
     return _out(definition)
 

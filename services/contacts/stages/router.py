@@ -4,6 +4,7 @@ from datetime import datetime
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
 
 from services.contacts.changes import ContactChanges
 from services.contacts.deps import OutboxDep, Session, SettingsDep
@@ -14,7 +15,7 @@ from services.contacts.stages.machine import MAX_ACTOR_LENGTH, MAX_REASON_LENGTH
 from services.contacts.stages.models import StageChange
 from services.contacts.stages.service import change_stage, current_definitions, revise_stage, stage_history
 from services.kit.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
-from services.kit.problems import invalid
+from services.kit.problems import Conflict, invalid
 
 router = APIRouter(tags=["stages"])
 
@@ -58,7 +59,10 @@ async def get_stages(session: Session) -> StagesOut:
 async def put_stage(stage: str, body: StageDefinitionRevision, session: Session) -> StageDefinition:
     """Store a new version of one stage's definition."""
     revised = await revise_stage(session, parse_stage(stage), body)
-    await session.commit()
+    try:
+        await session.commit()
+    except IntegrityError:
+        raise Conflict(f"another version {revised.version} of {revised.stage.value} was stored at the same time; read it and retry") from None
     return revised
 
 
