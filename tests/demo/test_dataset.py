@@ -45,3 +45,11 @@ def test_no_event_for_never_called_before() -> None:
     events = history_events(lead, start=START)
 
     assert [event["type"] for event in events] == ["call_made"]
+
+
+def test_every_lead_history_ends_before_start() -> None:
+    latest = max(
+        datetime.fromisoformat(event["occurred_at"]) for lead in read_leads() for event in history_events(lead, start=START)
+    )
+
+    assert latest < START

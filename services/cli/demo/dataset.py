@@ -77,7 +77,9 @@ def _attributes(record: dict[str, str]) -> dict[str, Any]:
 def history_events(lead: Lead, *, start: datetime) -> list[dict[str, Any]]:
     """Return the timeline events of a lead's recorded history, all before `start`."""
     events: list[dict[str, Any]] = []
-    spacing = timedelta(days=CAMPAIGN_DAYS) / max(lead.campaign_calls, 1)
+    # The calls share the campaign's days but the last one, which leaves room for the first call's
+    # hour of up to 23:00, so even a lead called 63 times has its last call before `start`.
+    spacing = timedelta(days=CAMPAIGN_DAYS - 1) / max(lead.campaign_calls, 1)
     first_call = start - timedelta(days=CAMPAIGN_DAYS) + timedelta(hours=lead.row % 24)
     for attempt in range(1, lead.campaign_calls + 1):
         events.append(
