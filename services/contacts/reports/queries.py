@@ -129,57 +129,50 @@ def _stays(dialect: str, window: Window) -> Any:
     ordered = select(table.c.to_stage.label("stage"), table.c.at, left_at.label("left_at")).subquery("ordered")
     seconds = case((ordered.c.left_at.is_(None), None), else_=_seconds_between(dialect, ordered.c.at, ordered.c.left_at))
     query = select(ordered.c.stage, seconds.label("seconds")).where(*window.bounds(ordered.c.at))
-    return query.subquery("stays")
+    return query.cte("stays")
 
 
 async def stage_durations(session: AsyncSession, window: Window) -> StageDurations:
-    """Count the stays per stage and pick, with window functions, the rows around each percentile."""
+    """Count the stays per stage and pick, with window functions, the rows around each percentile.
+
+    One statement reads the stays once: the completed stays ranked by length, of which only the
+    rows at the percentiles' ranks come back, and the number of open stays per stage.
+    """
     dialect = session.bind.dialect.name  # type: ignore[union-attr]
     stays = _stays(dialect, window)
-    count_query = select(
-        stays.c.stage,
-        func.count(stays.c.seconds),
-        func.sum(case((stays.c.seconds.is_(None), 1), else_=0)),
-    ).group_by(stays.c.stage)
-    completed: dict[str, int] = {}
-    still_open: dict[str, int] = {}
-    for stage, done, open_count in (await session.exec(count_query)).all():  # type: ignore[call-overload]
-        completed[stage] = int(done)
-        still_open[stage] = int(open_count or 0)
-
     ranked = (
         select(
             stays.c.stage,
             stays.c.seconds,
             (func.row_number().over(partition_by=stays.c.stage, order_by=stays.c.seconds) - 1).label("rank"),
+            func.count().over(partition_by=stays.c.stage).label("completed"),
         )
         .where(stays.c.seconds.is_not(None))
         .subquery("ranked")
     )
-    wanted = _ranks_wanted(completed)
-    if not wanted:
-        return StageDurations(completed, still_open, {})
-
-    pick = select(ranked.c.stage, ranked.c.rank, ranked.c.seconds).where(
-        or_(*(and_(ranked.c.stage == stage, ranked.c.rank.in_(sorted(ranks))) for stage, ranks in wanted.items()))
+    at_percentiles = []
+    for tenths in PERCENTILE_TENTHS.values():
+        lower = (ranked.c.completed - 1) * tenths // 10
+        at_percentiles.extend((ranked.c.rank == lower, ranked.c.rank == lower + 1))
+    picks = select(literal("completed").label("kind"), ranked.c.stage, ranked.c.completed, ranked.c.rank, ranked.c.seconds).where(
+        or_(*at_percentiles)
     )
+    open_stays = (
+        select(literal("open").label("kind"), stays.c.stage, func.count(), literal(None), literal(None))
+        .where(stays.c.seconds.is_(None))
+        .group_by(stays.c.stage)
+    )
+
+    completed: dict[str, int] = {}
+    still_open: dict[str, int] = {}
     values: dict[str, dict[int, float]] = defaultdict(dict)
-    for stage, rank, seconds in (await session.exec(pick)).all():  # type: ignore[call-overload]
-        values[stage][int(rank)] = float(seconds)
+    for kind, stage, count, rank, seconds in (await session.exec(picks.union_all(open_stays))).all():  # type: ignore[call-overload]
+        if kind == "open":
+            still_open[stage] = int(count)
+        else:
+            completed[stage] = int(count)
+            values[stage][int(rank)] = float(seconds)
     return StageDurations(completed, still_open, _percentiles(completed, values))
-
-
-def _ranks_wanted(completed: dict[str, int]) -> dict[str, set[int]]:
-    wanted: dict[str, set[int]] = {}
-    for stage, count in completed.items():
-        if count == 0:
-            continue
-        ranks: set[int] = set()
-        for tenths in PERCENTILE_TENTHS.values():
-            lower, upper, _ = percentile_ranks(count, tenths)
-            ranks.update((lower, upper))
-        wanted[stage] = ranks
-    return wanted
 
 
 def _percentiles(completed: dict[str, int], values: dict[str, dict[int, float]]) -> dict[str, dict[str, float]]:
