@@ -22,6 +22,12 @@ from services.sequencer.sending.models import SentMessage
 from services.sequencer.enrolments.tasks import run_step_function
 from tests.sequencer.conftest import Isolated
 from tests.sequencer.support import Sink, add_contact, drive
+
+
+async def flush_closing_sessions() -> None:
+    """Wait for the sessions the hand-over closes in the background."""
+    while runner._closing:
+        await asyncio.gather(*list(runner._closing))
 from tests.sequencer.test_scheduling import enrol_now, start_sequence
 
 START = datetime(2024, 6, 4, 9, 0, tzinfo=UTC)
@@ -133,7 +139,9 @@ async def test_dead_worker_after_final_dot_is_not_sent_again(runtime: Runtime, s
     clock.freeze(START)
     sequence_id, step_run_id = await one_email_step(runtime, "handed-over@example.com")
     delivery = await claim_without_sending(runtime, step_run_id)
-    assert await runner._hand_over(runtime, delivery)
+    async with runtime.db.engine.connect() as connection:
+        assert await runner._hand_over(runtime, delivery, connection)
+        await flush_closing_sessions()
     await kill(runtime)
 
     outcome = await runner.run_step(second_runtime, step_run_id)

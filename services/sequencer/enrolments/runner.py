@@ -24,6 +24,7 @@ from email.message import EmailMessage
 
 from sqlalchemy import and_, update
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -74,12 +75,15 @@ class Delivery:
 
 async def run_step(runtime: Runtime, step_run_id: int) -> str:
     """Run one step run if it is due and no other worker is running it; return the outcome in one word."""
-    async with runtime.writing(), runtime.db.session() as session:
-        attach_queue(session, runtime.redis, runtime.settings.namespace)
-        prepared = await _prepare(runtime, session, step_run_id)
-    if isinstance(prepared, str):
-        return prepared
-    return await _deliver(runtime, prepared)
+    # The claim, hand-over and outcome transactions share one connection, which saves a pool
+    # checkout and its liveness ping for each of them.
+    async with runtime.db.engine.connect() as connection:
+        async with runtime.writing(), AsyncSession(bind=connection, expire_on_commit=False) as session:
+            attach_queue(session, runtime.redis, runtime.settings.namespace)
+            prepared = await _prepare(runtime, session, step_run_id)
+        if isinstance(prepared, str):
+            return prepared
+        return await _deliver(runtime, prepared, connection)
 
 
 async def _prepare(runtime: Runtime, session: AsyncSession, step_run_id: int) -> str | Delivery:
@@ -203,9 +207,13 @@ async def _prepare_email(
         # PostgreSQL holds the step run's row lock and reads the latest commits in each statement.
         for row in (run, enrolment, fact):
             await session.refresh(row)
-    if run.state != "scheduled" or enrolment.state != "active":
+    if run.state != "scheduled":
         await session.rollback()
         return "finished"
+    if enrolment.state != "active":
+        await _close_run(session, run, "cancelled", enrolment.exit_reason or enrolment.state, now)
+        await session.commit()
+        return "cancelled"
 
     message = (
         await session.exec(
@@ -510,8 +518,11 @@ async def _resume(
             await session.commit()
             return blocked
     elif message.state != "sending":
+        # The outcome transaction closes the step run together with the message, so this is left
+        # only by a change made outside the sequencer.
+        log.warning("message.state_unexpected", message_id=message.message_id, state=message.state, step_run_id=run.id)
         await session.rollback()
-        return "finished"
+        return "inconsistent"
 
     previous = message.claimed_by
     log.info("message.claimed", message_id=message.message_id, previous_worker=previous, state=message.state)
@@ -525,17 +536,17 @@ async def _resume(
 # --- hand-over and outcome --------------------------------------------------------------------------
 
 
-async def _deliver(runtime: Runtime, delivery: Delivery) -> str:
+async def _deliver(runtime: Runtime, delivery: Delivery, connection: AsyncConnection) -> str:
     try:
         result = await runtime.smtp.send(
             delivery.email,
             sender=runtime.envelope_sender,
             recipient=delivery.recipient,
-            before_final_dot=lambda: _hand_over(runtime, delivery),
+            before_final_dot=lambda: _hand_over(runtime, delivery, connection),
         )
         if result.outcome is None:
             return "lost_claim"
-        return await _record_outcome(runtime, delivery, result)
+        return await _record_outcome(runtime, delivery, result, connection)
     except asyncio.CancelledError:
         # The worker is stopping: release a claim that has not reached the final dot, so another
         # worker sends the message now instead of waiting for this one's heartbeat to go stale.
@@ -559,13 +570,13 @@ async def _release_claim(runtime: Runtime, delivery: Delivery) -> None:
         await session.commit()
 
 
-async def _hand_over(runtime: Runtime, delivery: Delivery) -> bool:
+async def _hand_over(runtime: Runtime, delivery: Delivery, connection: AsyncConnection) -> bool:
     """Record that the server may hold the message from now on; False when the claim was lost.
 
     The session is closed in the background: a worker killed between this commit and the final dot
     loses the message (it counts as sent), so nothing else should wait in between.
     """
-    session = runtime.db.sessions()
+    session = AsyncSession(bind=connection, expire_on_commit=False)
     try:
         async with runtime.writing():
             result = await session.exec(
@@ -587,11 +598,13 @@ async def _hand_over(runtime: Runtime, delivery: Delivery) -> bool:
     return bool(result.rowcount)
 
 
-async def _record_outcome(runtime: Runtime, delivery: Delivery, result: SendResult) -> str:
+async def _record_outcome(runtime: Runtime, delivery: Delivery, result: SendResult, connection: AsyncConnection) -> str:
     """Write the SMTP outcome, trying again on database errors, because the server's reply must not be lost."""
     for attempt in range(1, OUTCOME_WRITE_TRIES + 1):
         try:
-            return await _write_outcome(runtime, delivery, result)
+            # A retry takes a fresh connection from the pool, in case the error broke this one.
+            session = AsyncSession(bind=connection, expire_on_commit=False) if attempt == 1 else runtime.db.sessions()
+            return await _write_outcome(runtime, delivery, result, session)
         except (DBAPIError, OSError, Unavailable) as error:
             if attempt == OUTCOME_WRITE_TRIES:
                 log.error("message.outcome_not_recorded", message_id=delivery.message_id, error=repr(error))
@@ -600,9 +613,9 @@ async def _record_outcome(runtime: Runtime, delivery: Delivery, result: SendResu
     raise AssertionError("unreachable")
 
 
-async def _write_outcome(runtime: Runtime, delivery: Delivery, result: SendResult) -> str:
+async def _write_outcome(runtime: Runtime, delivery: Delivery, result: SendResult, session: AsyncSession) -> str:
     assert result.outcome is not None
-    async with runtime.writing(), runtime.db.session() as session:
+    async with runtime.writing(), session:
         attach_queue(session, runtime.redis, runtime.settings.namespace)
         run = (await session.exec(locked(select(StepRun).where(StepRun.id == delivery.step_run_id), session))).first()
         message = (

@@ -3,6 +3,7 @@
 import asyncio
 import socket
 import uuid
+from collections import OrderedDict
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,6 +31,22 @@ def wall_now() -> datetime:
     return clock.to_wall_clock(clock.now())
 
 
+class RecentIds:
+    """The last `size` ids added, for cheap membership tests."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ids: OrderedDict[int, None] = OrderedDict()
+
+    def add(self, identifier: int) -> None:
+        self._ids[identifier] = None
+        if len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+
+    def seen(self, identifier: int) -> bool:
+        return identifier in self._ids
+
+
 @dataclass
 class Runtime:
     """One worker process's state for running steps."""
@@ -46,6 +63,9 @@ class Runtime:
     in_flight: set[int] = field(default_factory=set)
     # Ids of the step runs this process is running right now (a job and the sweep may both pick one).
     running: set[int] = field(default_factory=set)
+    # Step runs this process finished lately, so the job and the sweep that both picked one skip the
+    # database the second time.
+    finished: RecentIds = field(default_factory=lambda: RecentIds(10_000))
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -89,7 +109,8 @@ def build_runtime(
         signer=TokenSigner(settings.tracking_secret_list()),
         redis=redis,
         contacts=contacts,
-        slots=asyncio.Semaphore(settings.smtp_connections * 2),
+        # Each running step holds a database connection, so steps leave part of the pool to others.
+        slots=asyncio.Semaphore(max(1, min(settings.smtp_connections * 2, settings.database_pool_size))),
     )
 
 

@@ -23,6 +23,12 @@ from services.sequencer.sequences.models import Sequence
 
 Context = dict[str, Any]
 
+# Outcomes after which the step run is no longer scheduled, so running it again can only find that out.
+CLOSING_OUTCOMES = frozenset(
+    {"finished", "waited", "sent", "sent_unconfirmed", "failed_permanent", "failed_temporary", "skipped", "cancelled",
+     "goal_reached", "contact_missing", "render_failed", "no_send_time", "unsubscribed", "bounced", "complained"}
+)
+
 log = get_logger(__name__)
 
 
@@ -30,15 +36,20 @@ async def run_guarded(runtime: Runtime, step_run_id: int) -> str:
     """Run one step within the process's limit of concurrent steps, logging instead of raising."""
     if step_run_id in runtime.running:
         return "in_flight"
+    if runtime.finished.seen(step_run_id):
+        return "finished"
     runtime.running.add(step_run_id)
     try:
         async with runtime.slots:
-            return await run_step(runtime, step_run_id)
+            outcome = await run_step(runtime, step_run_id)
     except Exception as error:  # noqa: BLE001 - one broken step must not stop the others; the sweep retries it
         log.exception("step.failed", step_run_id=step_run_id, error=repr(error))
         return "error"
     finally:
         runtime.running.discard(step_run_id)
+    if outcome in CLOSING_OUTCOMES:
+        runtime.finished.add(step_run_id)
+    return outcome
 
 
 async def run_step_job(ctx: Context, step_run_id: int) -> str:
