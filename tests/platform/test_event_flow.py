@@ -9,6 +9,22 @@ from tests.support.apps import RunningPlatform
 from tests.support.waiting import eventually
 
 
+PRICING_RULES = {
+    "mql_threshold": 100,
+    "rules": [
+        {"name": "pricing-visit", "kind": "engagement", "event": "page_view", "points": 15,
+         "where": {"field": "properties.url", "op": "matches", "value": "/pricing"}},
+    ],
+}
+
+
+async def _install_model(client: httpx.AsyncClient) -> str:
+    model = f"flow-{uuid.uuid4().hex[:8]}"
+    response = await client.put(f"/v1/scoring/models/{model}", json=PRICING_RULES)
+    assert response.status_code in (200, 201), response.text
+    return model
+
+
 async def _post_event(client: httpx.AsyncClient, email: str) -> dict[str, str]:
     response = await client.post("/v1/events", json={"email": email, "type": "page_view", "properties": {"url": "/pricing"}})
     assert response.status_code == 202, response.text
@@ -17,23 +33,24 @@ async def _post_event(client: httpx.AsyncClient, email: str) -> dict[str, str]:
 
 async def test_event_reaches_contacts_scoring_and_back(platform: RunningPlatform) -> None:
     async with platform.client() as client:
+        model = await _install_model(client)
         accepted = await _post_event(client, f"flow-{uuid.uuid4().hex[:8]}@Example.COM")
         contact_id = accepted["contact_id"]
 
         timeline = (await client.get(f"/v1/contacts/{contact_id}/timeline")).json()
         assert [event["id"] for event in timeline["items"]] == [accepted["id"]]
 
-        async def scoring_holds_event() -> bool:
+        async def scored_by_scoring() -> bool:
             score = (await client.get(f"/v1/contacts/{contact_id}/score")).json()
-            return score["events_held"] == 1
+            return score["models"].get(model, {}).get("total") == 15
 
-        await eventually(scoring_holds_event)
+        await eventually(scored_by_scoring)
 
-        async def contacts_has_score() -> dict[str, object]:
+        async def score_copied_to_contacts() -> bool:
             contact = (await client.get(f"/v1/contacts/{contact_id}")).json()
-            return contact["scores"].get("default")  # type: ignore[no-any-return]
+            return contact["scores"].get(model, {}).get("total") == 15
 
-        assert await eventually(contacts_has_score)
+        await eventually(score_copied_to_contacts)
 
 
 async def test_same_event_id_stored_once(platform: RunningPlatform) -> None:
@@ -49,9 +66,9 @@ async def test_same_event_id_stored_once(platform: RunningPlatform) -> None:
 
 
 async def test_killed_worker_restarts_and_event_is_not_lost(platform: RunningPlatform) -> None:
-    old_pid = platform.platform.signal("scoring-worker", signal.SIGKILL)
-
     async with platform.client() as client:
+        model = await _install_model(client)
+        old_pid = platform.platform.signal("scoring-worker", signal.SIGKILL)
         accepted = await _post_event(client, f"kill-{uuid.uuid4().hex[:8]}@example.com")
 
         async def worker_restarted() -> bool:
@@ -60,11 +77,11 @@ async def test_killed_worker_restarts_and_event_is_not_lost(platform: RunningPla
 
         await eventually(worker_restarted)
 
-        async def scored() -> bool:
+        async def scored_once() -> bool:
             score = (await client.get(f"/v1/contacts/{accepted['contact_id']}/score")).json()
-            return score["events_held"] == 1
+            return score["events_held"] == 1 and score["models"].get(model, {}).get("total") == 15
 
-        await eventually(scored, timeout_s=30)
+        await eventually(scored_once, timeout_s=60)
 
 
 async def test_killed_service_restarts_and_answers_again(platform: RunningPlatform) -> None:
