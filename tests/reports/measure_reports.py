@@ -3,10 +3,10 @@
     .venv/bin/python -m tests.reports.measure_reports [DATABASE_URL]
 
 Each report runs three times and the best time is printed. Without an argument it uses a new SQLite file in a temporary folder. A PostgreSQL URL names an
-empty database that the script migrates and fills (drop it afterwards). The funnel: every contact
-starts as a subscriber, 70% become leads, 30% of those MQLs, 40% of MQLs SQLs, half of those
-opportunities and half of those customers; a tenth of the MQLs are disqualified. Half of the
-contacts get two sequence emails and every contact three page views.
+empty database that the script migrates and fills (drop it afterwards). Every generated contact
+starts as a subscriber. Then 70% become leads, 30% of those MQLs, 40% of MQLs SQLs, half of those
+opportunities and half of those customers. A tenth of the contacts that stop at MQL are
+disqualified. Half of the contacts get two sequence emails and every contact three page views.
 """
 
 import asyncio

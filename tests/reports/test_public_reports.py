@@ -55,10 +55,10 @@ async def test_every_report_needs_reports_scope(gateway: Apps) -> None:
 
     for name in REPORTS:
         allowed = await client.get(f"/v1/reports/{name}", headers=reader)
-        refused = await client.get(f"/v1/reports/{name}", headers=outsider)
+        rejected = await client.get(f"/v1/reports/{name}", headers=outsider)
 
         assert allowed.status_code == 200, (name, allowed.text)
-        assert refused.status_code == 403, (name, refused.text)
+        assert rejected.status_code == 403, (name, rejected.text)
 
 
 async def test_bad_window_names_field(gateway: Apps) -> None:

@@ -52,12 +52,12 @@ class Window:
 
 
 def _rank_of(stage_column: Any) -> Any:
-    """The funnel rank of a stage column, NULL for disqualified."""
+    """Return the funnel rank of a stage column as SQL, NULL for disqualified."""
     return case({stage.value: funnel_rank(stage) for stage in FUNNEL}, value=stage_column, else_=None)
 
 
 def _cohort(window: Window) -> Any:
-    """The ids of the contacts in the window's cohort."""
+    """Select the ids of the contacts in the window's cohort."""
     return select(Contact.id).where(*window.bounds(col(Contact.created_at)))
 
 
@@ -118,12 +118,12 @@ class StageDurations:
 def _seconds_between(dialect: str, start: Any, end: Any) -> Any:
     if dialect == "postgresql":
         return func.date_part("epoch", end - start)
-    # SQLite keeps UTC timestamps as text, which julianday() reads; a day has 86,400 seconds.
+    # SQLite keeps UTC timestamps as text, which julianday() reads as days, so 86,400 seconds each.
     return (func.julianday(end) - func.julianday(start)) * 86400.0
 
 
 def _stays(dialect: str, window: Window) -> Any:
-    """Every stay: its stage, when it began and, when it has ended, how many seconds it lasted."""
+    """Select every stay: its stage, when it began and, once it has ended, how many seconds it lasted."""
     table = StageChange.__table__  # type: ignore[attr-defined]
     left_at = func.lead(table.c.at).over(partition_by=table.c.contact_id, order_by=(table.c.at, table.c.id))
     ordered = select(table.c.to_stage.label("stage"), table.c.at, left_at.label("left_at")).subquery("ordered")

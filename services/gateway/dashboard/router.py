@@ -1,6 +1,6 @@
 """Serving the dashboard page and its static files, under a Content-Security-Policy.
 
-The page holds no data and no key: its script asks for an API key, keeps it in sessionStorage and
+The page contains no data and no key. Its script asks for an API key, keeps it in sessionStorage and
 calls the public API from the browser. The policy allows scripts, styles and requests from this
 origin only, so neither inline script nor a page of another host can run in it.
 """

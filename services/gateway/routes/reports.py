@@ -31,7 +31,7 @@ async def funnel(request: Request, _: ReadReports, since: Since = None, until: U
     """Count contacts per stage (erased ones through their tombstone) and the conversion between stages.
 
     `reached` counts the contacts that reached a stage or a later funnel stage; each conversion is
-    reached[next] / reached[stage], null when nobody reached the stage. `mql_to_sql_rate` is the
+    reached[next] / reached[stage], null when no contact reached the stage. `mql_to_sql_rate` is the
     conversion from mql to sql.
     """
     return await forward(request, "contacts", "GET", "/reports/funnel", params=_window(since, until))

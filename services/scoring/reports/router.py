@@ -26,7 +26,7 @@ MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 class ScoreBin(BaseModel):
     low: float
-    high: float = Field(description="Exclusive, except for the last bin, which holds the maximum")
+    high: float = Field(description="Exclusive, except in the last bin, which includes the maximum")
     count: int
 
 
@@ -77,7 +77,8 @@ def _edges(low: float, high: float, bins: int) -> list[float]:
 
 
 async def _bin_counts(session: AsyncSession, model: str, edges: list[float]) -> dict[int, int]:
-    # A bin holds the scores from its low edge up to, not including, the next; the last holds the maximum.
+    # A bin counts the scores from its low edge up to, not including, the next edge. The last bin
+    # also counts the maximum.
     total = col(ContactScore.total)
     inner_edges = edges[1:-1]
     index = case(*((total < literal(edge), position) for position, edge in enumerate(inner_edges)), else_=len(inner_edges))

@@ -3,7 +3,6 @@
 "use strict";
 
 const KEY_STORAGE = "nurture.apiKey";
-const STAGES = ["subscriber", "lead", "mql", "sql", "opportunity", "customer", "disqualified"];
 const SVG = "http://www.w3.org/2000/svg";
 const SERIES = [
   { name: "sent", label: "Sent" },
