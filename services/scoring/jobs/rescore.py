@@ -17,7 +17,7 @@ from services.scoring.jobs.service import SUPERSEDED, JobStopped
 from services.scoring.rules import CompiledRuleSet, Replay, ScoringInputError, replay
 from services.scoring.rulesets.service import ActiveModel, compiled_version, get_model
 from services.scoring.scores.models import LedgerRow
-from services.scoring.scores.service import ScoringRun, load_books, replace_ledger
+from services.scoring.scores.service import ScoringRun, load_books, replace_ledgers
 
 log = get_logger(__name__)
 
@@ -36,11 +36,8 @@ async def rescore_chunk(session: AsyncSession, ctx: dict[str, Any], job: Scoring
 
     statement = delete(LedgerRow).where(col(LedgerRow.model) == model.name, col(LedgerRow.contact_id).in_(contact_ids))
     await session.exec(statement)  # type: ignore[call-overload]
-    run = ScoringRun(session, ctx["outbox"], source="rescore", now=now)
-    for contact_id in contact_ids:
-        replayed = ledgers.get(contact_id)
-        if replayed is not None:
-            await replace_ledger(run, books[contact_id], model, replayed.entries)
+    run = ScoringRun(session, ctx["outbox"], source="rescore", now=now, bulk=True)
+    await replace_ledgers(run, books, model, ledgers)
     await session.flush()
 
 

@@ -10,8 +10,7 @@ from services.scoring.history.models import ScoredEvent
 from services.scoring.rulesets.models import ScoreModel
 from services.scoring.rulesets.service import model_as_active
 from services.scoring.schemas import ContactScoreOut, LedgerItem, ModelScore
-from services.scoring.scores.models import LedgerRow
-from services.scoring.scores.service import ContactBook, current_score, load_books
+from services.scoring.scores.service import ContactBook, LedgerRecord, current_score, load_books
 from services.scoring.rulesets.service import ActiveModel
 from services.scoring.thresholds.triggers import mql_trigger_key
 
@@ -53,7 +52,7 @@ def model_score(model: ActiveModel, book: ContactBook, now: datetime) -> ModelSc
     )
 
 
-def _ledger_item(row: LedgerRow, current_points: float, model: ActiveModel) -> LedgerItem:
+def _ledger_item(row: LedgerRecord, current_points: float, model: ActiveModel) -> LedgerItem:
     rule = model.rule_set.rule(row.rule)
     assert row.id is not None
     return LedgerItem(

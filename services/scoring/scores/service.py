@@ -6,10 +6,13 @@ ledger's unique key (model, rule, event id) is the second line of defence: a vio
 transaction, which the consumer retries.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
+from sqlalchemy import insert
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -22,6 +25,7 @@ from services.scoring.rules import (
     LedgerEntry,
     LedgerTotals,
     PatternRule,
+    Replay,
     ScoreBreakdown,
     ScoringInputError,
     award,
@@ -39,12 +43,29 @@ from services.scoring.thresholds.triggers import evaluate, thresholds_by_model, 
 log = get_logger(__name__)
 
 
+class LedgerRecord(Protocol):
+    """A ledger row as read: a `LedgerRow` object or a plain row of its table."""
+
+    id: int | None
+    rule: str
+    kind: str
+    points: int
+    rule_points: int
+    reason: str
+    event_id: str | None
+    event_ids: list[str]
+    version: int
+    source: str
+    occurred_at: datetime
+    recorded_at: datetime
+
+
 @dataclass
 class ContactBook:
     """What scoring stores about one contact's scores: ledger rows, scores and trigger states."""
 
     contact_id: str
-    rows: dict[str, list[LedgerRow]] = field(default_factory=dict)
+    rows: dict[str, list[LedgerRecord]] = field(default_factory=dict)
     scores: dict[str, ContactScore] = field(default_factory=dict)
     states: dict[str, ThresholdState] = field(default_factory=dict)
     _entries: dict[str, list[LedgerEntry]] = field(default_factory=dict)
@@ -59,9 +80,10 @@ class ContactBook:
         self.rows.setdefault(model, []).extend(rows)
         self.entries(model).extend(ledger_entry(row) for row in rows)
 
-    def replace_rows(self, model: str, rows: Sequence[LedgerRow]) -> None:
-        self.rows[model] = list(rows)
-        self._entries.pop(model, None)
+    def replace_entries(self, model: str, entries: Sequence[LedgerEntry]) -> None:
+        """Put a recomputed ledger in place; `rows` of the model are no longer read afterwards."""
+        self.rows[model] = []
+        self._entries[model] = list(entries)
 
 
 @dataclass
@@ -72,6 +94,9 @@ class ScoringRun:
     outbox: Outbox
     source: str
     now: datetime
+    # In bulk mode (rescoring a chunk) new score rows are collected here and inserted in one statement.
+    bulk: bool = False
+    new_scores: list[dict[str, Any]] = field(default_factory=list)
     _thresholds: dict[str, list[ScoreThreshold]] | None = None
 
     async def thresholds(self, model: str) -> list[ScoreThreshold]:
@@ -81,7 +106,7 @@ class ScoringRun:
         return self._thresholds[model]
 
 
-def ledger_entry(row: LedgerRow) -> LedgerEntry:
+def ledger_entry(row: LedgerRecord) -> LedgerEntry:
     return LedgerEntry(
         rule=row.rule,
         kind=row.kind,  # type: ignore[arg-type]
@@ -95,7 +120,13 @@ def ledger_entry(row: LedgerRow) -> LedgerEntry:
 
 
 def ledger_row(contact_id: str, model: ActiveModel, entry: LedgerEntry, *, source: str, now: datetime) -> LedgerRow:
-    return LedgerRow(
+    return LedgerRow(**ledger_values(contact_id, model, entry, source=source, now=now))
+
+
+def ledger_values(
+    contact_id: str, model: ActiveModel, entry: LedgerEntry, *, source: str, now: datetime
+) -> dict[str, Any]:
+    return dict(
         contact_id=contact_id,
         model=model.name,
         version=model.version,
@@ -121,12 +152,14 @@ async def load_books(
         return books
     ids = list(contact_ids)
 
-    ledger_query = select(LedgerRow).where(col(LedgerRow.contact_id).in_(ids)).order_by(LedgerRow.id)
+    # Plain rows instead of ORM objects: ledgers are read far more than written, and in bulk.
+    ledger = LedgerRow.__table__  # type: ignore[attr-defined]
+    ledger_query = sa_select(ledger).where(ledger.c.contact_id.in_(ids)).order_by(ledger.c.id)
     score_query = select(ContactScore).where(col(ContactScore.contact_id).in_(ids))
     if models is not None:
-        ledger_query = ledger_query.where(col(LedgerRow.model).in_(list(models)))
+        ledger_query = ledger_query.where(ledger.c.model.in_(list(models)))
         score_query = score_query.where(col(ContactScore.model).in_(list(models)))
-    for row in (await session.exec(ledger_query)).all():
+    for row in (await session.exec(ledger_query)).all():  # type: ignore[call-overload]
         books[row.contact_id].rows.setdefault(row.model, []).append(row)
     for score in (await session.exec(score_query)).all():
         books[score.contact_id].scores[score.model] = score
@@ -213,38 +246,55 @@ async def record_change(run: ScoringRun, book: ContactBook, model: ActiveModel, 
     await evaluate_triggers(run, book, model, previous.total, current.total)
 
 
-async def replace_ledger(
-    run: ScoringRun, book: ContactBook, model: ActiveModel, entries: Sequence[LedgerEntry]
+async def replace_ledgers(
+    run: ScoringRun, books: Mapping[str, ContactBook], model: ActiveModel, replays: Mapping[str, Replay]
 ) -> None:
-    """Put a recomputed ledger in place of the model's rows (the caller deleted them) and rescore."""
-    previous = current_score(model, book, run.now)
-    rows = [ledger_row(book.contact_id, model, entry, source=run.source, now=run.now) for entry in entries]
-    run.session.add_all(rows)
-    book.replace_rows(model.name, rows)
-    if not rows and model.name not in book.scores:
-        return
-    current = current_score(model, book, run.now)
+    """Put recomputed ledgers in place of the model's rows (the caller deleted them) and rescore.
 
-    save_score(run, book, model, current)
-    await evaluate_triggers(run, book, model, previous.total, current.total)
+    The rows are inserted in one statement, because a rescore writes thousands of them per chunk.
+    """
+    values = []
+    for contact_id, replayed in replays.items():
+        book = books[contact_id]
+        previous = current_score(model, book, run.now)
+        values += [ledger_values(contact_id, model, entry, source=run.source, now=run.now) for entry in replayed.entries]
+        book.replace_entries(model.name, replayed.entries)
+        if not replayed.entries and model.name not in book.scores:
+            continue
+        save_score(run, book, model, replayed.score)
+        await evaluate_triggers(run, book, model, previous.total, replayed.score.total)
+    # Tables, not ORM classes, so SQLAlchemy sends one executemany each without ORM bookkeeping.
+    if values:
+        await run.session.exec(insert(LedgerRow.__table__), params=values)  # type: ignore[attr-defined, call-overload]
+    if run.new_scores:
+        await run.session.exec(insert(ContactScore.__table__), params=run.new_scores)  # type: ignore[attr-defined, call-overload]
+        run.new_scores = []
 
 
 def save_score(run: ScoringRun, book: ContactBook, model: ActiveModel, breakdown: ScoreBreakdown) -> None:
     """Store the score snapshot and publish score.changed when it differs from the stored one."""
+    values = {
+        "total": breakdown.total,
+        "fit": breakdown.fit,
+        "engagement": breakdown.engagement,
+        "version": model.version,
+        "updated_at": run.now,
+    }
     score = book.scores.get(model.name)
     if score is None:
-        score = ContactScore(contact_id=book.contact_id, model=model.name, updated_at=run.now)
-        book.scores[model.name] = score
         changed = True
+        row = {"contact_id": book.contact_id, "model": model.name, **values}
+        if run.bulk:
+            run.new_scores.append(row)
+        else:
+            book.scores[model.name] = ContactScore(**row)
+            run.session.add(book.scores[model.name])
     else:
         changed = (score.total, score.fit, score.engagement) != (breakdown.total, breakdown.fit, breakdown.engagement)
+        for key, value in values.items():
+            setattr(score, key, value)
+        run.session.add(score)
 
-    score.total = breakdown.total
-    score.fit = breakdown.fit
-    score.engagement = breakdown.engagement
-    score.version = model.version
-    score.updated_at = run.now
-    run.session.add(score)
     if changed:
         run.outbox.publish(
             run.session,

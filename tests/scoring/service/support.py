@@ -1,5 +1,7 @@
 """Helpers for the scoring service tests: envelopes as the contacts service publishes them, and a harness."""
 
+import asyncio
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -7,6 +9,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from pydantic import BaseModel
+from sqlalchemy import delete
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
@@ -14,8 +18,9 @@ from services.kit.consumer import EventConsumer
 from services.kit.contracts import EventEnvelope
 from services.kit.contracts import contacts as topics
 from services.kit.outbox import Outbox
-from services.scoring.db import ProcessedEvent
+from services.scoring.db import OutboxMessage, ProcessedEvent
 from services.scoring.history.handlers import HANDLERS
+from tests.support.workers import drain_queue
 
 # A Monday at noon, so day, week and month caps start on known boundaries.
 NOW = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
@@ -139,6 +144,39 @@ class ScoringHarness:
     async def model_score(self, contact_id: str, model: str) -> dict[str, Any]:
         return (await self.score(contact_id))["models"][model]  # type: ignore[no-any-return]
 
+    async def job(self, job_id: str) -> dict[str, Any]:
+        response = await self.client.get(f"/scoring/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def finish_jobs(self, *job_ids: str, timeout_s: float = 240.0) -> list[int]:
+        """Run the real scoring worker until the jobs are finished; return each `done` value read meanwhile.
+
+        Another scoring worker of the test session (the `platform` fixture's) may take a job
+        first, so the jobs' state decides when they are finished, not the worker's empty queue.
+        """
+        worker = asyncio.create_task(drain_queue("scoring"))
+        seen: list[int] = []
+        deadline = time.monotonic() + timeout_s
+        try:
+            for job_id in job_ids:
+                while (job := await self.job(job_id))["state"] in ("queued", "running"):
+                    seen.append(job["done"])
+                    assert time.monotonic() < deadline, f"job {job_id} not finished: {job}"
+                    await asyncio.sleep(0.05)
+        finally:
+            await worker
+        return seen
+
     async def archive_models(self) -> None:
         for name in self.models:
             await self.client.delete(f"/scoring/models/{name}")
+
+    async def forget_published(self) -> None:
+        """Delete the outbox rows of the events this test published, which no relay will send."""
+        ids = [item.id for item in self.outbox.published]
+        async with self.app.state.db.session() as session:
+            for start in range(0, len(ids), 500):
+                statement = delete(OutboxMessage).where(col(OutboxMessage.event_id).in_(ids[start:start + 500]))
+                await session.exec(statement)  # type: ignore[call-overload]
+            await session.commit()

@@ -6,7 +6,6 @@ from typing import Any
 from services.kit import clock
 from services.kit.contracts import scoring as scoring_topics
 from tests.scoring.service.support import NOW, ScoringHarness, new_id, recorded, unique_name
-from tests.support.workers import drain_queue
 
 # Points chosen for case 10: +12, +1, -5, +5, and one event per contact to set any score.
 STEPS: dict[str, Any] = {
@@ -96,7 +95,7 @@ async def test_case_10_backfill_fires_for_existing_contacts_once(scoring: Scorin
     threshold = unique_name("u")
     saved = await _put_threshold(scoring, threshold, model=model, min_score=50, action="notify_sales", apply_to_existing=True)
     assert saved["backfill_job"]["total"] == 3
-    await drain_queue("scoring")
+    await scoring.finish_jobs(saved["backfill_job"]["id"])
 
     assert [await _calls(scoring, threshold, contact) for contact in (q, r, s)] == [1, 0, 1]
     job = (await scoring.client.get(f"/scoring/jobs/{saved['backfill_job']['id']}")).json()
@@ -114,7 +113,7 @@ async def test_case_10_backfill_fires_for_existing_contacts_once(scoring: Scorin
     changed = await _put_threshold(
         scoring, threshold, model=model, min_score=50, action="notify_sales", apply_to_existing=True, description="v2"
     )
-    await drain_queue("scoring")
+    await scoring.finish_jobs(changed["backfill_job"]["id"])
     assert changed["revision"] == 2
     assert (await scoring.client.get(f"/scoring/jobs/{changed['backfill_job']['id']}")).json()["state"] == "done"
     assert [await _calls(scoring, threshold, contact) for contact in (q, r, s)] == [1, 0, 1]
@@ -130,8 +129,10 @@ async def test_backfill_counts_contacts_seen_above_by_live_events(scoring: Scori
     await scoring.deliver(recorded(contact, "page_view"))
     assert await _calls(scoring, threshold, contact) == 0
 
-    await _put_threshold(scoring, threshold, model=model, min_score=50, action="notify_sales", apply_to_existing=True)
-    await drain_queue("scoring")
+    saved = await _put_threshold(
+        scoring, threshold, model=model, min_score=50, action="notify_sales", apply_to_existing=True
+    )
+    await scoring.finish_jobs(saved["backfill_job"]["id"])
 
     assert await _calls(scoring, threshold, contact) == 1
 
