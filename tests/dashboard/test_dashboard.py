@@ -229,7 +229,7 @@ async def test_page_makes_no_outside_requests(browser: Browser, platform: Runnin
     assert [url for url in seen.requests if not url.startswith(platform.gateway_url + "/")] == []
 
 
-async def test_inline_script_is_refused(browser: Browser, platform: RunningPlatform) -> None:
+async def test_inline_script_is_blocked(browser: Browser, platform: RunningPlatform) -> None:
     page, seen = await open_dashboard(browser, platform)
     await loaded(page, None)
 

@@ -1,4 +1,4 @@
-"""The funnel, stage-time and nurture-impact reports on a data set with known answers."""
+"""The funnel, stage-time and nurture-impact reports on a data set whose results are worked out by hand."""
 
 from datetime import timedelta
 
