@@ -64,6 +64,19 @@ async def loaded(page: Page, previous: str | None) -> str:
     return await page.get_attribute("body", "data-loaded") or ""
 
 
+async def scores_agree(page: Page, client: httpx.AsyncClient) -> bool:
+    """Show the score distribution again and compare its count with the API's.
+
+    The platform's scoring worker may still be scoring new contacts, so the two reads can differ
+    for a moment.
+    """
+    await page.click("#score-form button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    shown = await page.get_attribute('[data-figure="scores.count"]', "data-value")
+    report = await api(client, "/v1/reports/score-distribution", model="default")
+    return shown == str(report["count"])
+
+
 async def open_dashboard(browser: Browser, platform: RunningPlatform) -> tuple[Page, PageWatch]:
     page = await browser.new_page()
     seen = watch(page)
@@ -104,7 +117,7 @@ async def test_dashboard_shows_report_figures(browser: Browser, platform: Runnin
         funnel_report = await api(client, "/v1/reports/funnel", **window)
         times = await api(client, "/v1/reports/stage-times", **window)
         impact = await api(client, "/v1/reports/nurture-impact", **window)
-        scores = await api(client, "/v1/reports/score-distribution", model="default")
+        await eventually(lambda: scores_agree(page, client), timeout_s=20)
 
     for stage in funnel_report["stages"]:
         assert shown[f"funnel.current.{stage['stage']}"] == (str(stage["current"]), str(stage["current"]))
@@ -126,7 +139,6 @@ async def test_dashboard_shows_report_figures(browser: Browser, platform: Runnin
         for name in ("leads", "customers", "conversion_rate"):
             assert shown[f"nurture.{group}.{name}"][0] == raw(impact[group][name])
     assert shown["nurture.nurtured.conversion_rate"][1] == "33.3%"
-    assert shown["scores.count"][0] == str(scores["count"])
     assert seen.console_errors == []
     assert seen.page_errors == []
 
