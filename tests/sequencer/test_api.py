@@ -68,8 +68,10 @@ async def test_preview_renders_for_contact(api, runtime: Runtime) -> None:
     first = (await client.post(f"/templates/{template_id}/preview", json={"contact_id": named})).json()
     second = (await client.post(f"/templates/{template_id}/preview", json={"contact_id": unnamed})).json()
 
-    assert (first["subject"], "Hello Analytical Engines" in first["html"]) == ("Hi Ada", True)
-    assert (second["subject"], "Hello you" in second["html"]) == ("Hi there", True)
+    assert first["subject"] == "Hi Ada"
+    assert "Hello Analytical Engines" in first["html"]
+    assert second["subject"] == "Hi there"
+    assert "Hello you" in second["html"]
     assert "/u/preview" in first["text"]
 
 

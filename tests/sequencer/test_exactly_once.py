@@ -119,7 +119,7 @@ async def test_live_workers_send_is_left_alone(runtime: Runtime, second_runtime:
     assert sink.handler.to("in-flight@example.com") == []
 
 
-async def test_dead_workers_claim_is_sent_once_with_same_message_id(runtime: Runtime, second_runtime: Runtime, sink: Sink) -> None:
+async def test_dead_workers_claim_sent_once(runtime: Runtime, second_runtime: Runtime, sink: Sink) -> None:
     clock.freeze(START)
     sequence_id, step_run_id = await one_email_step(runtime, "taken-over@example.com")
     delivery = await claim_without_sending(runtime, step_run_id)
@@ -134,7 +134,7 @@ async def test_dead_workers_claim_is_sent_once_with_same_message_id(runtime: Run
     assert (message.state, message.attempts) == ("sent", 1)
 
 
-async def test_dead_worker_after_final_dot_is_not_sent_again(runtime: Runtime, second_runtime: Runtime, sink: Sink) -> None:
+async def test_claim_after_final_dot_not_resent(runtime: Runtime, second_runtime: Runtime, sink: Sink) -> None:
     """A worker that died after handing the message over may have delivered it, so it is taken as sent."""
     clock.freeze(START)
     sequence_id, step_run_id = await one_email_step(runtime, "handed-over@example.com")
@@ -163,7 +163,7 @@ async def test_orphaned_claim_of_this_worker_is_taken_over(runtime: Runtime, sin
     assert len(sink.handler.to("orphan@example.com")) == 1
 
 
-async def test_wakeup_job_runs_step_and_sweep_covers_lost_job(isolated: Isolated, sink: Sink) -> None:
+async def test_wakeup_job_and_lost_job(isolated: Isolated, sink: Sink) -> None:
     # A queue of its own: a burst worker runs until its queue is empty, deferred jobs included.
     settings = isolated.settings(smtp_port=sink.port, NURTURE_NAMESPACE=f"{isolated.namespace}-{uuid.uuid4().hex[:6]}")
     redis = await create_queue_pool(settings.redis_url)
