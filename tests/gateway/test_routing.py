@@ -167,3 +167,13 @@ async def test_wrong_body_shape_names_body(gateway_app: Apps) -> None:
 
     body = assert_problem(response, 422)
     assert body["errors"][0]["field"] == "body"  # type: ignore[index]
+
+
+async def test_nul_character_is_rejected_by_field(gateway: Gateway) -> None:
+    body = {"email": unique_email(), "type": "page_view", "properties": {"tags": ["ok", "bad\u0000"]}}
+
+    in_body = await gateway.client.post("/v1/events", json=body, headers=gateway.auth)
+    in_path = await gateway.client.get("/v1/contacts/a%00b", headers=gateway.auth)
+
+    assert assert_problem(in_body, 422)["errors"][0]["field"] == "properties.tags.1"  # type: ignore[index]
+    assert assert_problem(in_path, 422)["errors"][0]["field"] == "contact_id"  # type: ignore[index]

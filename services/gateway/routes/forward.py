@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from services.kit.http import ServiceClient
 from services.kit.logging import get_logger
-from services.kit.problems import PROBLEM_MEDIA_TYPE, Unavailable
+from services.kit.problems import PROBLEM_MEDIA_TYPE, Unavailable, invalid
 
 log = get_logger(__name__)
 
@@ -39,6 +39,39 @@ def internal_path(path: str) -> str:
     return "/".join(segments)
 
 
+def reject_nul_characters(request: Request, json: Any, params: dict[str, Any]) -> None:
+    """Raise a 422 naming the first path parameter, query parameter or body field holding U+0000.
+
+    PostgreSQL text cannot store the NUL character, so a service would fail on it with a database
+    error. No stored value can contain it, so it is rejected here, before any service sees it.
+    """
+    for name, value in {**request.path_params, **params}.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise invalid(name, "must not contain the NUL character (U+0000)")
+    field = _nul_field(json, "")
+    if field is not None:
+        raise invalid(field or "body", "must not contain the NUL character (U+0000)")
+
+
+def _nul_field(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return inner
+            found = _nul_field(item, inner)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_field(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None
+
+
 async def forward(
     request: Request,
     service: str,
@@ -50,6 +83,7 @@ async def forward(
 ) -> Response:
     """Send the call to `service` and return its status and body as the gateway's answer."""
     clean_params = {key: value for key, value in (params or {}).items() if value is not None}
+    reject_nul_characters(request, json, clean_params)
     upstream = await client_for(request, service).send(method, internal_path(path), json=json, params=clean_params)
     headers = {name: value for name, value in upstream.headers.items() if name.lower() in _PASSED_HEADERS}
     if not upstream.content:
