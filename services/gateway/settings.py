@@ -1,7 +1,7 @@
 """Settings of the gateway (environment variables prefixed `GATEWAY_`).
 
-List settings (webhook keys, credentials, topic ARNs) take either comma-separated values or a JSON
-array; use the JSON form when a value itself contains a comma.
+List settings (webhook keys, credentials, topic ARNs) take comma-separated values or a JSON array.
+Use the JSON form when a value itself contains a comma.
 """
 
 import json
@@ -54,12 +54,12 @@ class GatewaySettings(ServiceSettings):
     rate_limit_requests: int = Field(600, ge=0)
     rate_limit_window_s: int = Field(60, gt=0)
 
-    # How long an Idempotency-Key is remembered, and after how long a request that holds a key
-    # without finishing (its process died) is taken as abandoned.
+    # How long an Idempotency-Key is remembered, and after how long a request that claimed a key
+    # but never finished (its process died) is taken as abandoned.
     idempotency_ttl_s: int = Field(86_400, gt=0)
     idempotency_lock_s: int = Field(60, gt=0)
 
-    # Longest pause between two attempts to deliver a receipt or tracking hit to contacts.
+    # Maximum pause between two attempts to deliver a receipt or tracking hit to contacts.
     delivery_max_backoff_s: int = Field(300, gt=0)
 
     # Provider webhooks. A provider without a key, credential or topic is disabled (404).

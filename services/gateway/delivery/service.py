@@ -38,7 +38,7 @@ _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 
 class StepFailed(Exception):
-    """A delivery step failed; `transient` says whether another attempt may succeed."""
+    """A failed delivery step; `transient` is true when another attempt may succeed."""
 
     def __init__(self, message: str, *, transient: bool) -> None:
         super().__init__(message)
@@ -148,7 +148,7 @@ class Deliverer:
             await self.contacts.request(step["method"], step["path"], json=step["json"], params=step.get("params") or None)
         except Problem as problem:
             transient = problem.status >= 500 or problem.status in _TRANSIENT_STATUSES
-            raise StepFailed(f"contacts answered {problem.status}: {problem.detail}", transient=transient) from problem
+            raise StepFailed(f"contacts returned {problem.status}: {problem.detail}", transient=transient) from problem
 
     async def _confirm_subscription(self, url: str) -> None:
         if self.provider_http is None:
@@ -159,7 +159,7 @@ class Deliverer:
             raise StepFailed(f"SubscribeURL rejected: {rejected.reason}", transient=False) from rejected
         except httpx.HTTPStatusError as error:
             transient = error.response.status_code >= 500 or error.response.status_code in _TRANSIENT_STATUSES
-            raise StepFailed(f"SNS answered {error.response.status_code}", transient=transient) from error
+            raise StepFailed(f"SNS returned {error.response.status_code}", transient=transient) from error
         except httpx.HTTPError as error:
             raise StepFailed(f"SNS subscription confirmation failed: {error!r}", transient=True) from error
         log.info("webhook.sns_subscription_confirmed", url=url.split("?")[0])

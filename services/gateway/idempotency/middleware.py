@@ -9,6 +9,8 @@ runs at most once per key and API key while the record lives (GATEWAY_IDEMPOTENC
 - the same key while the first request still runs is a 409 with `Retry-After`.
 
 Error responses are not stored: the key is released, so the client can retry the same request.
+A request whose process died before it responded holds the key for GATEWAY_IDEMPOTENCY_LOCK_S;
+after that a retry takes the key over and runs.
 """
 
 import hashlib
@@ -31,8 +33,8 @@ log = get_logger(__name__)
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _VALID_KEY = re.compile(r"[\x21-\x7e]{1,255}")
-# Headers of the first response that a replay repeats; the rest (dates, rate limits, correlation
-# ids) belong to the request that is answered now.
+# Headers of the first response that a replay repeats. The others (dates, rate limits, correlation
+# ids) belong to the request being served now.
 _STORED_HEADERS = ("content-type", "location", "retry-after")
 MAX_STORED_BODY_BYTES = 1024 * 1024
 
@@ -63,7 +65,7 @@ class IdempotencyMiddleware:
             await _unavailable(scope, receive, send, error)
             return
         if api_key is None:
-            # The route answers 401; without a key there is no scope to remember the request in.
+            # The route returns 401, and without a key there is no scope to remember the request in.
             await self.app(scope, receive, send)
             return
         if not _VALID_KEY.fullmatch(idempotency_key):

@@ -56,7 +56,7 @@ class KeyPolicy:
 async def claim(
     db: Database, *, api_key_id: str, idempotency_key: str, fingerprint: str, policy: KeyPolicy
 ) -> ClaimResult:
-    """Claim `idempotency_key` for one request of `api_key_id`, or say why it cannot run."""
+    """Claim `idempotency_key` for one request of `api_key_id`, or return why it cannot run."""
     # A lost insert race or an expired row leads to another look at the row.
     for _ in range(3):
         async with db.session() as session:
@@ -94,7 +94,8 @@ async def _decide(
     if existing.locked_until > now:
         return InProgress()
 
-    # The request that claimed the key died without an answer; the first to bump the lock takes over.
+    # The request that claimed the key died before storing a response. The first to bump the lock
+    # takes over.
     taken = await session.exec(
         update(IdempotencyRecord)
         .where(IdempotencyRecord.id == existing.id, IdempotencyRecord.locked_until == existing.locked_until)  # type: ignore[arg-type]
@@ -105,7 +106,7 @@ async def _decide(
 
 
 async def complete(db: Database, record_id: int, *, status: int, headers: dict[str, str], body: bytes) -> None:
-    """Store the response of the request that holds the key, for later replays."""
+    """Store the response of the request that owns the key, for later replays."""
     async with db.session() as session:
         await session.exec(
             update(IdempotencyRecord)

@@ -28,7 +28,7 @@ class BodyTooLarge(PayloadTooLarge):
 
 
 class BodySizeLimit:
-    """ASGI middleware that answers 413 to a body larger than the limit of its path."""
+    """ASGI middleware that returns 413 for a body larger than the limit of its path."""
 
     def __init__(self, app: ASGIApp, *, limit_for_path: LimitForPath) -> None:
         self.app = app
@@ -52,8 +52,8 @@ class BodySizeLimit:
         async def guarded_send(message: Message) -> None:
             nonlocal response_started
             if counter.exceeded:
-                # The application answered after the body overflowed (often a 400 for a body it
-                # could not read); the caller must see the 413 instead.
+                # The application responded after the body overflowed (often a 400 for a body it
+                # could not read), and the caller must see the 413 instead.
                 if not response_started:
                     response_started = True
                     await _send_problem(scope, receive, send, limit)

@@ -1,7 +1,7 @@
 """Per-API-key rate limits: a fixed window counted in Redis.
 
 Each key may send `limit` requests per window of `window_s` seconds, counted under one Redis key
-per API key and window. The window follows the platform clock, so tests move it with the clock.
+per API key and window. The window follows the platform clock, so tests can move it.
 Responses carry `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds until the
 window ends), the three fields of the IETF draft "RateLimit header fields for HTTP" (version 05 and
 earlier). A request over the limit gets 429 with `Retry-After`.

@@ -1,9 +1,9 @@
 """Accepting one provider webhook request: verify, store one receipt per new event, hand over.
 
-The request is authenticated and mapped by the webhook library. Each mapped event is inserted under
-its unique (provider, provider_event_id); a conflict is a duplicate and is skipped. The insert
-commits before the provider gets its 2xx, and the worker then delivers each new receipt to the
-contacts service, so the provider's answer never waits for contacts.
+The webhook library authenticates and maps the request. Each mapped event is inserted under its
+unique (provider, provider_event_id), and a conflict is a duplicate that is skipped. The insert
+commits before the provider gets its 2xx. The worker then delivers each new receipt to the contacts
+service, so the response to the provider never waits for contacts.
 """
 
 import json
@@ -59,7 +59,7 @@ class WebhookProblem(Problem):
 
 @dataclass(frozen=True)
 class WebhookVerifier:
-    """What `verify_and_map` needs besides the request."""
+    """The configuration, replay cache and certificate fetcher that `verify_and_map` needs."""
 
     config: WebhookConfig
     replay_cache: ReplayCache

@@ -1,8 +1,9 @@
 """Turning a common webhook event into the timeline event the contacts service stores.
 
-The timeline event's `properties` carry what the other services need: our Message-ID (to find the
-send, and for contacts to tell a stale bounce), the provider's ids, the failure class of bounces,
-deferrals and complaints (`bounce_class`), and the machine or bot verdict of opens and clicks.
+The timeline event's `properties` carry what the other services need. Our Message-ID finds the send
+and lets contacts recognise a stale bounce. The provider's ids identify the event. `bounce_class` is
+the failure class of bounces, deferrals and complaints, and `machine` or `bot` is the verdict on an
+open or click.
 
 The failure class can overrule the provider's label: a "bounce" whose text is an out-of-office
 reply becomes `email_auto_replied`, which changes no consent, and a bounce classified as a spam
@@ -121,8 +122,8 @@ def our_message_id(event: WebhookEvent) -> str | None:
     """Return the Message-ID header of our email, as `<id@domain>`, where the payload carries it.
 
     The sender may echo it as custom data named `message_id` (SendGrid custom args, Mailgun
-    variables, Postmark metadata, SES tags); otherwise the providers that report the header give it:
-    SendGrid as `smtp-id`, Mailgun in `message.headers`, SES in `mail.commonHeaders` or `mail.headers`.
+    variables, Postmark metadata, SES tags). Otherwise it comes from the header the provider reports:
+    SendGrid `smtp-id`, Mailgun `message.headers`, SES `mail.commonHeaders` or `mail.headers`.
     Postmark reports only its own message id.
     """
     raw = event.raw

@@ -94,7 +94,7 @@ async def unsubscribe(token: Token, request: Request) -> HTMLResponse:
     row_id = await record_unsubscribe(state.db, claims, _visitor(request), method)
     log.info("tracking.unsubscribe_requested", contact_id=claims.contact_id, message_id=claims.message_id, method=method)
 
-    # Try at once so the page tells the truth in the usual case; the worker retries a failure.
+    # Try at once, so the page is accurate in the usual case; the worker retries a failure.
     deliverer = Deliverer(
         state.db, DELIVERY_MODELS, contacts=state.clients["contacts"], provider_http=None,
         max_backoff_s=state.settings.delivery_max_backoff_s,

@@ -48,7 +48,7 @@ class LinkNotFound(NotFound):
 
 @dataclass(frozen=True)
 class Visitor:
-    """Who fetched a tracking URL, as far as the request shows."""
+    """The client that fetched a tracking URL, as far as the request shows."""
 
     user_agent: str | None
     ip: str | None
