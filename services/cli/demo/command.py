@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,11 @@ class RunningPlatform:
 
 
 def run_demo(options: DemoOptions, *, data_dir: Path, running: RunningPlatform | None, console: Console) -> DemoResult:
-    """Run the demo, starting (and finally stopping) a platform in `data_dir` unless one is given."""
+    """Run the demo, starting (and finally stopping) a platform in `data_dir` unless one is given.
+
+    SIGTERM stops it like Ctrl-C, so the platform it started stops too.
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     started = time.monotonic()
     if running is not None:
         target = Target(running.gateway_url, running.api_key, running.mail_dir, running.redis_url, running.namespace)
