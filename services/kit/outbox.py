@@ -218,8 +218,11 @@ class Outbox:
                 raise
             except Exception as error:  # noqa: BLE001 - the loop must outlive a database or Redis outage
                 log.warning("outbox.relay_failed", error=repr(error))
+            # asyncio.timeout rather than wait_for: on Python 3.11, wait_for can swallow a
+            # cancellation that arrives as the inner wait completes, and shutdown then hangs.
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=interval_s)
+                async with asyncio.timeout(interval_s):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
