@@ -87,7 +87,7 @@ async def test_slow_service_times_out_as_503(gateway_app: Apps) -> None:
         elapsed = asyncio.get_running_loop().time() - started
 
     assert_problem(response, 503)
-    assert elapsed < 2.0
+    assert elapsed < 10.0  # the 0.3 s timeout fired: a hang would run to the test timeout
     assert len(connections) == 1
 
 
