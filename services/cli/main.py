@@ -118,11 +118,9 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the simulated recipients and sales team")] = 2012,
 ) -> None:
     """Nurture the 45,211 real leads of the UCI Bank Marketing dataset and print the nurturing summary."""
-    from services.cli.demo.client import DemoApiError
     from services.cli.demo.command import RunningPlatform, run_demo
-    from services.cli.demo.ingest import IngestError
-    from services.cli.demo.platform import DemoSetupError
-    from services.cli.demo.runner import DemoError, DemoOptions
+    from services.cli.demo.errors import DemoError
+    from services.cli.demo.runner import DemoOptions
 
     running = None
     if gateway is not None:
@@ -134,7 +132,7 @@ def demo(
     configure_logging(service="demo", log_format="console", level="WARNING")
     try:
         run_demo(DemoOptions(contacts=contacts, weeks=weeks, model=model, seed=seed), data_dir=data_dir, running=running, console=console)
-    except (DemoError, DemoSetupError, DemoApiError, IngestError) as error:
+    except DemoError as error:
         console.print(f"[red]demo failed: {error}[/]")
         raise typer.Exit(1) from error
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
+from services.cli.demo.errors import DemoError
 from services.kit.queue import queue_name
 from services.kit.settings import SERVICE_NAMES
 
@@ -20,23 +21,25 @@ from services.kit.settings import SERVICE_NAMES
 # empty this long means the work is done rather than between two hops.
 SETTLE_S = 1.5
 POLL_S = 0.25
+STALL_S = 600.0
+
+
+class BacklogStalled(DemoError):
+    """The platform's queued work stopped moving, so waiting for it would never end."""
 
 
 class Backlog:
     """Due jobs on the queues of one platform (namespace)."""
 
-    def __init__(self, redis_url: str | None, namespace: str) -> None:
-        self.redis = Redis.from_url(redis_url) if redis_url else None
+    def __init__(self, redis_url: str, namespace: str) -> None:
+        self.redis = Redis.from_url(redis_url)
         self.queues = [queue_name(namespace, service) for service in SERVICE_NAMES]
 
     async def close(self) -> None:
-        if self.redis is not None:
-            await self.redis.aclose()
+        await self.redis.aclose()
 
     async def due_jobs(self) -> int:
-        """Return the number of queued jobs due now, over every service's queue (0 without Redis)."""
-        if self.redis is None:
-            return 0
+        """Return the number of queued jobs due now, over every service's queue."""
         now_ms = int(time.time() * 1000)
         async with self.redis.pipeline(transaction=False) as pipe:
             for queue in self.queues:
@@ -45,23 +48,39 @@ class Backlog:
         return int(sum(counts))
 
     async def wait_until_idle(
-        self, progress: Callable[[int], None] | None = None, *, settle_s: float | None = None, timeout_s: float = 3600.0
+        self,
+        progress: Callable[[int], None] | None = None,
+        *,
+        activity: Callable[[], int] | None = None,
+        settle_s: float | None = None,
+        stall_s: float = STALL_S,
     ) -> None:
-        """Wait until no job is due and none appears for `settle_s` (SETTLE_S by default); report the count on each poll."""
+        """Wait until no job is due and none appears for `settle_s` (SETTLE_S by default).
+
+        `activity` is a counter of work done outside the queues, such as the emails in the SMTP
+        sink: it must stay still for `settle_s` too. The sequencer's sweep, for one, sends steps
+        that fell due when the clock moved without any queued job. `progress` gets the count of
+        due jobs on each poll. Raises BacklogStalled when jobs are due but neither count has
+        changed for `stall_s`, because a busy platform changes one of them every few seconds.
+        """
         settle = SETTLE_S if settle_s is None else settle_s
-        deadline = time.monotonic() + timeout_s
-        idle_since: float | None = None
+        quiet_since: float | None = None
+        last_state, last_change = (-1, -1), time.monotonic()
         while True:
             due = await self.due_jobs()
+            state = (due, activity() if activity is not None else 0)
             if progress is not None:
                 progress(due)
             now = time.monotonic()
+            if state != last_state:
+                last_state, last_change, quiet_since = state, now, None
+            elif due and now - last_change > stall_s:
+                raise BacklogStalled(f"{due} queued jobs have not moved for {stall_s:.0f} s; see the logs of the platform's workers")
+
             if due:
-                idle_since = None
-            elif idle_since is None:
-                idle_since = now
-            elif now - idle_since >= settle:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= settle:
                 return
-            if now > deadline:
-                raise TimeoutError(f"the platform still had {due} queued jobs after {timeout_s:.0f} s")
             await asyncio.sleep(POLL_S)

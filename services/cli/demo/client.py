@@ -8,13 +8,15 @@ from typing import Any
 
 import httpx
 
+from services.cli.demo.errors import DemoError
+
 # The demo waits out a rate limit or a restarting service instead of failing the whole run.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_TRIES = 8
 PAGE_LIMIT = 500
 
 
-class DemoApiError(RuntimeError):
+class DemoApiError(DemoError):
     """A call to the public API that failed; the message carries the problem's detail and fields."""
 
     def __init__(self, method: str, path: str, status: int, body: Any) -> None:

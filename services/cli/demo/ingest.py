@@ -19,6 +19,7 @@ from typing import Any
 
 from services.cli.demo.client import DemoClient
 from services.cli.demo.dataset import ATTRIBUTES, TIMEZONE, Lead, history_events
+from services.cli.demo.errors import DemoError
 from services.cli.demo.playbook import (
     DEMO_ATTRIBUTES,
     LEAD_SOURCE,
@@ -38,7 +39,7 @@ IMPORT_POLL_S = 0.5
 Progress = Callable[[int], None]
 
 
-class IngestError(RuntimeError):
+class IngestError(DemoError):
     """The import or the event batches did not store what the demo sent."""
 
 

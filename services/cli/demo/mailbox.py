@@ -38,6 +38,10 @@ class Mailbox:
         """Mark every email already in the sink as seen, such as those of an earlier run."""
         self.seen.update(self._names())
 
+    def count(self) -> int:
+        """Return the number of emails in the sink."""
+        return len(self._names())
+
     def new_messages(self) -> list[Delivered]:
         names = sorted(name for name in self._names() if name not in self.seen)
         delivered = [parse_message(name, (self.folder / name).read_bytes()) for name in names]

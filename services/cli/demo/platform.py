@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from services.cli.demo.errors import DemoError
 from services.cli.dev import prepare
 from services.cli.services import load_settings
 from services.cli.supervisor import Platform, PlatformConfig, free_port
@@ -38,11 +39,11 @@ class Target:
     gateway_url: str
     api_key: str
     mail_dir: Path
-    redis_url: str | None
+    redis_url: str
     namespace: str
 
 
-class DemoSetupError(RuntimeError):
+class DemoSetupError(DemoError):
     """The demo's platform cannot be prepared (data folder, ports or processes)."""
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import httpx
 
 from services.cli.demo.dataset import Lead
+from services.cli.demo.errors import DemoError
 from services.cli.demo.mailbox import Delivered
 
 # Chance that a person opens one email, and that a person who opened it clicks its link.
@@ -35,7 +36,7 @@ class Engagement:
     clicked: int = 0
 
 
-class TrackingError(RuntimeError):
+class TrackingError(DemoError):
     """The gateway did not accept a tracking request as a mail client would expect."""
 
 

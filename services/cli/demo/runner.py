@@ -10,6 +10,7 @@ from the reports.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import time
@@ -25,6 +26,7 @@ from services.cli.demo import ingest
 from services.cli.demo.backlog import Backlog
 from services.cli.demo.client import DemoClient
 from services.cli.demo.dataset import ROWS, Lead, sample_leads
+from services.cli.demo.errors import DemoError
 from services.cli.demo.mailbox import Delivered, Mailbox
 from services.cli.demo.platform import Target
 from services.cli.demo.playbook import RULE_SET, TEMPLATES, segment_body, sequence_body
@@ -41,10 +43,9 @@ TICK = timedelta(hours=12)
 # during the next step, so a short settle makes the run faster without losing anything.
 TICK_SETTLE_S = 0.5
 FINAL_SETTLE_S = 2.0
-
-
-class DemoError(RuntimeError):
-    """The demo cannot run or the platform did not do what the demo checks."""
+# How long the sink and the sequence report may disagree without either changing before the demo
+# reports the difference.
+SINK_AGREEMENT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class Demo:
         with self._timed("history"):
             history_events = await self._send_history(client, progress, since)
         with self._timed("catch-up"):
-            await _wait(backlog, progress, "catching up: scoring, welcome emails")
+            await _wait(backlog, progress, "catching up: scoring, welcome emails", activity=mailbox.count)
         with self._timed("nurture"):
             await self._nurture(client, backlog, mailbox, progress)
         with self._timed("reports"):
@@ -184,7 +185,7 @@ class Demo:
                 await recipients.read(unread)
                 if tick % ticks_per_day == 0:
                     await sales.review(clock.now())
-                await backlog.wait_until_idle(settle_s=TICK_SETTLE_S)
+                await backlog.wait_until_idle(activity=mailbox.count, settle_s=TICK_SETTLE_S)
                 unread = self._delivered(mailbox)
                 day = tick * TICK / timedelta(days=1)
                 progress.update(
@@ -201,18 +202,34 @@ class Demo:
         self.delivered_enrolments.extend(message.enrolment for message in messages)
         return messages
 
-    async def _count_sequence_emails(self, client: DemoClient, sequence_id: str) -> int:
-        """Return how many emails in the sink belong to the sequence's enrolments."""
+    async def _count_sequence_emails(self, client: DemoClient, mailbox: Mailbox, sequence_id: str) -> int:
+        """Return how many emails in the sink belong to the sequence, once that agrees with its report.
+
+        The clock is stopped, so the sends end. Until the last one is in, the report may count an
+        email whose file the sink is still writing, so both are read again until they agree or
+        stop changing.
+        """
         enrolments = {item["id"] for item in await client.items(f"/v1/sequences/{sequence_id}/enrollments")}
-        return sum(1 for enrolment in self.delivered_enrolments if enrolment in enrolments)
+        last, last_change = (-1, -1), time.monotonic()
+        while True:
+            self._delivered(mailbox)
+            in_sink = sum(1 for enrolment in self.delivered_enrolments if enrolment in enrolments)
+            report = await client.get(f"/v1/sequences/{sequence_id}/report")
+            sent = sum(step["sent"] for step in report["steps"])
+            if in_sink == sent:
+                return in_sink
+            if (in_sink, sent) != last:
+                last, last_change = (in_sink, sent), time.monotonic()
+            elif time.monotonic() - last_change > SINK_AGREEMENT_S:
+                return in_sink
+            await asyncio.sleep(1.0)
 
     async def _finish(
         self, client: DemoClient, backlog: Backlog, mailbox: Mailbox, progress: Progress, playbook: _Playbook,
         cohort: Cohort,
     ) -> Reports:
-        await _wait(backlog, progress, "last sends", settle_s=FINAL_SETTLE_S)
-        self._delivered(mailbox)
-        self.emails_in_sink = await self._count_sequence_emails(client, playbook.sequence_id)
+        await _wait(backlog, progress, "last sends", activity=mailbox.count, settle_s=FINAL_SETTLE_S)
+        self.emails_in_sink = await self._count_sequence_emails(client, mailbox, playbook.sequence_id)
 
         content, mapping = ingest.outcome_csv(self.leads)
         if content.count(b"\n") > 1:
@@ -246,7 +263,14 @@ def _set(progress: Progress, task: TaskID) -> Callable[[int], None]:
     return lambda completed: progress.update(task, completed=completed)
 
 
-async def _wait(backlog: Backlog, progress: Progress, description: str, *, settle_s: float | None = None) -> None:
+async def _wait(
+    backlog: Backlog,
+    progress: Progress,
+    description: str,
+    *,
+    activity: Callable[[], int] | None = None,
+    settle_s: float | None = None,
+) -> None:
     """Show the platform's queued jobs going down until the workers are idle."""
     task = progress.add_task(f"{description} (jobs)", total=None)
     peak = 0
@@ -256,5 +280,5 @@ async def _wait(backlog: Backlog, progress: Progress, description: str, *, settl
         peak = max(peak, due)
         progress.update(task, total=max(peak, 1), completed=peak - due)
 
-    await backlog.wait_until_idle(report, settle_s=settle_s)
+    await backlog.wait_until_idle(report, activity=activity, settle_s=settle_s)
     progress.update(task, total=max(peak, 1), completed=max(peak, 1))
