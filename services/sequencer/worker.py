@@ -3,9 +3,11 @@
 import asyncio
 from typing import Any
 
-from services.kit.consumer import EventConsumer
+from arq.worker import Function, func
+
+from services.kit.consumer import MAX_TRIES, EventConsumer
 from services.kit.contracts import contacts as contact_topics
-from services.kit.outbox import Outbox
+from services.kit.outbox import CONSUME_EVENT_JOB, Outbox
 from services.kit.worker import build_worker_settings
 from services.sequencer.db import OutboxMessage, ProcessedEvent
 from services.sequencer.enrolments.handlers import HANDLERS
@@ -35,12 +37,26 @@ async def _start_runtime(ctx: Context) -> None:
     ctx["background_tasks"].append(asyncio.create_task(close_on_stop()))
 
 
+def consume_function(consumer: EventConsumer) -> Function:
+    """Return the `consume_event` job, taking turns with the step transactions on SQLite.
+
+    SQLite has one writer at a time, and its busy handler sleeps up to 100 ms between tries, so
+    queueing on the process's lock keeps consumers and senders from stalling each other.
+    """
+
+    async def consume_event(ctx: Context, document: dict[str, Any]) -> str:
+        async with ctx["runtime"].writing():
+            return await consumer.consume(ctx, document)
+
+    return func(consume_event, name=CONSUME_EVENT_JOB, max_tries=MAX_TRIES, keep_result=3600)
+
+
 def worker_settings(settings: SequencerSettings | None = None) -> type:
     settings = settings or SequencerSettings()
     consumer = EventConsumer(ProcessedEvent, {**HANDLERS, contact_topics.CONTACT_ERASED: on_contact_erased})
     return build_worker_settings(
         settings,
-        functions=[consumer.function(), run_step_function()],
+        functions=[consume_function(consumer), run_step_function()],
         outbox=Outbox(OutboxMessage, service="sequencer", namespace=settings.namespace),
         clients=["contacts"],
         periodic=[heartbeat, sweep_due_steps],

@@ -35,7 +35,7 @@ async def test_pricing_visit_sends_email_through_platform(platform: RunningPlatf
             messages = [message for folder in folders for message in read_sink(folder)]
             return [message for message in messages if marker in str(message["Subject"])]
 
-        [message] = await eventually(delivered, timeout_s=60)
+        [message] = await eventually(delivered, timeout_s=120)
         assert message["To"] == address
         report = (await client.get(f"/v1/sequences/{sequence.json()['id']}/report")).json()
         assert report["steps"][0]["sent"] == 1

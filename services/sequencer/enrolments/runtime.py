@@ -116,7 +116,7 @@ def build_runtime(
 
 async def beat(runtime: Runtime) -> None:
     """Record that this worker is alive."""
-    async with runtime.db.session() as session:
+    async with runtime.writing(), runtime.db.session() as session:
         await _upsert_heartbeat(session, runtime.worker_id)
         await session.commit()
 
