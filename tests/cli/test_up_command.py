@@ -48,15 +48,15 @@ def test_up_serves_restarts_and_stops(tmp_path: Path) -> None:
         _read_until(process, r"ready in", 180, seen)
         # About 5 s on a quiet two-core machine; printed, not asserted, because a loaded machine is slower.
         print(f"nurture up was ready after {time.monotonic() - started:.1f} s")
-        key = _read_until(process, r"API key:\s+(\S+)", 5, seen).group(1)
+        key = _read_until(process, r"API key:\s+(\S+)", 30, seen).group(1)
         gateway = f"http://127.0.0.1:{ports['gateway']}"
         headers = {"Authorization": f"Bearer {key}"}
         accepted = httpx.post(f"{gateway}/v1/events", json={"email": "up@example.com", "type": "page_view"}, headers=headers)
 
         worker_pid = int((data_dir / "run" / "contacts-worker.pid").read_text())
         os.kill(worker_pid, signal.SIGKILL)
-        _read_until(process, r"contacts-worker exited with code -9", 10, seen)
-        _read_until(process, r"contacts-worker restarted", 10, seen)
+        _read_until(process, r"contacts-worker exited with code -9", 60, seen)
+        _read_until(process, r"contacts-worker restarted", 60, seen)
         timeline = httpx.get(f"{gateway}/v1/contacts/{accepted.json()['contact_id']}/timeline", headers=headers)
 
         process.send_signal(signal.SIGINT)
