@@ -20,7 +20,7 @@ ROWS = 45_211
 MISSING = "unknown"
 TIMEZONE = "Europe/Lisbon"
 
-# How the demo's attributes are typed; the demo defines them through the API before importing.
+# Types of the demo's attributes; the demo defines them through the API before importing.
 ATTRIBUTES: dict[str, dict[str, Any]] = {
     "age": {"type": "number", "label": "Age"},
     "job": {"type": "string", "label": "Job type"},

@@ -1,4 +1,4 @@
-"""Forwarding a public request to the service that owns it, and its answer back unchanged."""
+"""Forwarding a public request to the service that owns it, and returning its response unchanged."""
 
 import re
 from typing import Any
@@ -81,7 +81,7 @@ async def forward(
     json: Any = None,
     params: dict[str, Any] | None = None,
 ) -> Response:
-    """Send the call to `service` and return its status and body as the gateway's answer."""
+    """Send the call to `service` and return its status and body as the gateway's response."""
     clean_params = {key: value for key, value in (params or {}).items() if value is not None}
     reject_nul_characters(request, json, clean_params)
     upstream = await client_for(request, service).send(method, internal_path(path), json=json, params=clean_params)
