@@ -1,13 +1,47 @@
-"""A five-email welcome sequence sends exactly five personalised emails, in order, at their due times."""
+"""A five-email welcome sequence sends exactly five personalised emails, in order, at their due times.
 
+The emails go to the platform's own SMTP sink (`services.kit.smtp_sink`), which keeps each as a file.
+"""
+
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 
 import httpx
+import pytest
 
+from services.cli.supervisor import free_port
 from services.kit import clock
-from services.sequencer.enrolments.runtime import Runtime
-from tests.sequencer.support import Sink, add_contact, live_through
+from services.kit.db import Database
+from services.kit.smtp_sink import read_sink, start_sink
+from services.sequencer.enrolments.runtime import Runtime, beat, build_runtime
+from tests.sequencer.conftest import Isolated
+from tests.sequencer.support import add_contact, live_through
+
+
+class KitSink:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [message for message in read_sink(self.folder) if message["To"] == address]
+
+
+@pytest.fixture
+async def kit_sink(isolated: Isolated, tmp_path: Path) -> AsyncIterator[tuple[Runtime, KitSink]]:
+    """A worker runtime sending to the kit's SMTP sink, which stores each message under `tmp_path`."""
+    port = free_port()
+    controller = start_sink(tmp_path / "mail", port=port)
+    settings = isolated.settings(smtp_port=port)
+    db = Database(settings.database_url)
+    runtime = build_runtime(settings, db=db)
+    await beat(runtime)
+    yield runtime, KitSink(tmp_path / "mail")
+    await runtime.close()
+    await db.dispose()
+    controller.stop()
 
 START = datetime(2024, 6, 3, 8, 0, tzinfo=UTC)  # a Monday, 10:00 in Berlin
 
@@ -44,8 +78,9 @@ async def create_welcome_sequence(client: httpx.AsyncClient) -> str:
     return sequence_id
 
 
-async def test_welcome_sequence_sends_five_emails_in_order(api, runtime: Runtime, sink: Sink) -> None:
+async def test_welcome_sequence_sends_five_emails_in_order(api, kit_sink: tuple[Runtime, KitSink]) -> None:
     _, client = api
+    runtime, sink = kit_sink
     clock.freeze(START)
     sequence_id = await create_welcome_sequence(client)
     contact_id = await add_contact(runtime, "ada@example.com", first_name="Ada", company={"name": "Lovelace Ltd"})
@@ -54,7 +89,7 @@ async def test_welcome_sequence_sends_five_emails_in_order(api, runtime: Runtime
     assert enrolled.status_code == 201, enrolled.text
     stops = await live_through(runtime, START + timedelta(days=30), sequence_id=sequence_id)
 
-    received = sink.handler.to("ada@example.com")
+    received = sink.to("ada@example.com")
     subjects = [message["Subject"] for message in received]
     assert subjects == [
         "Thanks for joining, Ada",
@@ -69,8 +104,9 @@ async def test_welcome_sequence_sends_five_emails_in_order(api, runtime: Runtime
     assert len({message["Message-ID"] for message in received}) == 5
 
 
-async def test_welcome_emails_carry_content_and_unsubscribe(api, runtime: Runtime, sink: Sink) -> None:
+async def test_welcome_emails_carry_content_and_unsubscribe(api, kit_sink: tuple[Runtime, KitSink]) -> None:
     _, client = api
+    runtime, sink = kit_sink
     clock.freeze(START)
     sequence_id = await create_welcome_sequence(client)
     contact_id = await add_contact(runtime, "grace@example.com")
@@ -78,7 +114,7 @@ async def test_welcome_emails_carry_content_and_unsubscribe(api, runtime: Runtim
     await client.post(f"/sequences/{sequence_id}/enrollments", json={"contact_id": contact_id})
     await live_through(runtime, START + timedelta(days=30), sequence_id=sequence_id)
 
-    received = sink.handler.to("grace@example.com")
+    received = sink.to("grace@example.com")
     assert received[0]["Subject"] == "Thanks for joining, friend"
     html = [message.get_body(("html",)).get_content() for message in received]
     text = [message.get_body(("plain",)).get_content() for message in received]
