@@ -21,6 +21,10 @@ from tests.support.environment import TestEnvironment as SessionEnvironment
 CONTACTS = 200
 WEEKS = 1
 
+# The demo runs once, in the first test's setup, and takes minutes rather than seconds: most of it
+# is the sequencer sending some 400 emails.
+pytestmark = pytest.mark.timeout(900)
+
 
 def _sink_folder(environment: SessionEnvironment) -> Path:
     # The session's environment sets NURTURE_DATA_DIR for every child, the SMTP sink included, so
