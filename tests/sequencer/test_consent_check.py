@@ -70,3 +70,30 @@ async def test_local_copy_used_when_contacts_unreachable(api: Apps, runtime: Run
     await drive(runtime)
 
     assert [message["Subject"] for message in sink.handler.to(address)] == ["First"]
+
+
+async def test_unreachable_contacts_asked_again_only_later(api: Apps, runtime: Runtime, sink: Sink) -> None:
+    _, client = api
+    calls: list[str] = []
+
+    def unavailable(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(503)
+
+    runtime.contacts = ServiceClient("contacts", "http://contacts", internal_token="t", transport=httpx.MockTransport(unavailable))
+    clock.freeze(START)
+    sequence_id = await two_email_sequence(client)
+
+    async def enrol_new(number: int) -> None:
+        contact_id = uuid.uuid4().hex
+        await deliver(runtime, "contact.changed", snapshot(contact_id, f"breaker-{number}-{contact_id[:6]}@example.com"))
+        await client.post(f"/sequences/{sequence_id}/enrollments", json={"contact_id": contact_id})
+
+    await enrol_new(0)
+    await drive(runtime)
+    for number in (1, 2):
+        await enrol_new(number)
+    await drive(runtime)
+
+    assert len([call for call in calls if call.endswith("/sendability")]) == 1
+    assert len([message for message in sink.handler.messages if str(message["To"]).startswith("breaker-")]) == 3

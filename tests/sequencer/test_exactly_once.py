@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
 import pytest
@@ -91,8 +92,8 @@ async def test_step_run_again_after_sending_does_nothing(runtime: Runtime, sink:
 
 async def claim_without_sending(runtime: Runtime, step_run_id: int) -> runner.Delivery:
     """Do what a worker does up to SMTP, then stop as if it were killed."""
-    async with runtime.db.session() as session:
-        delivery = await runner._prepare(runtime, session, step_run_id)
+    async with AsyncExitStack() as locks, runtime.db.session() as session:
+        delivery = await runner._prepare(runner._Claim(runtime, session, locks), step_run_id)
     assert isinstance(delivery, runner.Delivery)
     runtime.in_flight.discard(delivery.message_row_id)
     return delivery

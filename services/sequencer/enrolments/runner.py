@@ -18,6 +18,7 @@ is taken as sent, because the server may have it.
 
 import asyncio
 import hashlib
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -78,15 +79,36 @@ async def run_step(runtime: Runtime, step_run_id: int) -> str:
     # The claim, hand-over and outcome transactions share one connection, which saves a pool
     # checkout and its liveness ping for each of them.
     async with runtime.db.engine.connect() as connection:
-        async with runtime.writing(), AsyncSession(bind=connection, expire_on_commit=False) as session:
+        async with AsyncExitStack() as locks, AsyncSession(bind=connection, expire_on_commit=False) as session:
             attach_queue(session, runtime.redis, runtime.settings.namespace)
-            prepared = await _prepare(runtime, session, step_run_id)
+            claim = _Claim(runtime, session, locks)
+            prepared = await _prepare(claim, step_run_id)
         if isinstance(prepared, str):
             return prepared
         return await _deliver(runtime, prepared, connection)
 
 
-async def _prepare(runtime: Runtime, session: AsyncSession, step_run_id: int) -> str | Delivery:
+@dataclass
+class _Claim:
+    """The claim transaction: its session, and the process's SQLite write lock, taken before the first write.
+
+    Reads and the call to the contacts service happen before the lock, so on SQLite they do not make
+    the other steps wait. The lock is released when the session ends (`locks` closes after it).
+    """
+
+    runtime: Runtime
+    session: AsyncSession
+    locks: AsyncExitStack
+    writing: bool = False
+
+    async def write(self) -> None:
+        if not self.writing:
+            await self.locks.enter_async_context(self.runtime.writing())
+            self.writing = True
+
+
+async def _prepare(claim: _Claim, step_run_id: int) -> str | Delivery:
+    runtime, session = claim.runtime, claim.session
     query = locked(select(StepRun).where(StepRun.id == step_run_id), session, skip_locked=True)
     run = (await session.exec(query)).first()
     if run is None:
@@ -99,6 +121,7 @@ async def _prepare(runtime: Runtime, session: AsyncSession, step_run_id: int) ->
 
     enrolment, sequence, version = await _enrolment_of(session, run)
     if enrolment.state != "active":
+        await claim.write()
         await _close_run(session, run, "cancelled", enrolment.exit_reason or enrolment.state, now)
         await session.commit()
         return "cancelled"
@@ -107,19 +130,22 @@ async def _prepare(runtime: Runtime, session: AsyncSession, step_run_id: int) ->
 
     definition = definition_of(version)
     step = definition.step(run.step_id)
-    fact = await _contact_facts(runtime, session, enrolment.contact_id)
+    fact = await _contact_facts(claim, enrolment.contact_id)
     if fact is None:
+        await claim.write()
         await exit_enrolment(session, enrolment, "contact_missing", now)
         await session.commit()
         return "contact_missing"
     if goal_met(definition, fact):
+        await claim.write()
         await exit_enrolment(session, enrolment, "goal_reached", now)
         await session.commit()
         return "goal_reached"
 
     if step.wait is not None:
+        await claim.write()
         return await _finish_wait(session, run, enrolment, definition, fact, now)
-    return await _prepare_email(runtime, session, run, enrolment, definition, step, fact, now)
+    return await _prepare_email(claim, run, enrolment, definition, step, fact, now)
 
 
 async def _enrolment_of(session: AsyncSession, run: StepRun) -> tuple[Enrolment, Sequence, SequenceVersion]:
@@ -137,14 +163,16 @@ async def _enrolment_of(session: AsyncSession, run: StepRun) -> tuple[Enrolment,
     return enrolment, sequence, version
 
 
-async def _contact_facts(runtime: Runtime, session: AsyncSession, contact_id: str) -> ContactFact | None:
-    fact = await get_facts(session, contact_id)
+async def _contact_facts(claim: _Claim, contact_id: str) -> ContactFact | None:
+    fact = await get_facts(claim.session, contact_id)
     if fact is not None and fact.email:
         return fact
-    if runtime.contacts is None:
+    if claim.runtime.contacts is None:
         return fact
+    # Copying the contact writes to the database.
+    await claim.write()
     try:
-        return await fetch_from_contacts(session, contact_id, runtime.contacts)
+        return await fetch_from_contacts(claim.session, contact_id, claim.runtime.contacts)
     except NotFound:
         return None
 
@@ -183,8 +211,7 @@ async def _finish_wait(
 
 
 async def _prepare_email(
-    runtime: Runtime,
-    session: AsyncSession,
+    claim: _Claim,
     run: StepRun,
     enrolment: Enrolment,
     definition: SequenceDefinition,
@@ -193,8 +220,10 @@ async def _prepare_email(
     now: datetime,
 ) -> str | Delivery:
     assert step.email is not None
-    # Asked before the contact's row is locked, so other sends to the contact do not wait on this call.
+    runtime, session = claim.runtime, claim.session
+    # Asked before any lock on the contact or the SQLite file is taken, so no other send waits on this call.
     verdict = await _consent_verdict(runtime, fact, step.email.topic)
+    await claim.write()
     # Queue behind any other send to this contact, so the frequency cap counts every one of them.
     await session.exec(
         update(ContactFact)
@@ -244,7 +273,7 @@ class ConsentVerdict:
 async def _consent_verdict(runtime: Runtime, fact: ContactFact, topic: str | None) -> ConsentVerdict:
     """Ask the contacts service whether the email may go out; use the local copy when it cannot answer."""
     local = ConsentVerdict(blocking_consent(fact), blocking_consent(fact, topic) if topic else None)
-    if runtime.contacts is None:
+    if runtime.contacts is None or not runtime.contacts_breaker.closed():
         return local
     try:
         answer = await runtime.contacts.request(
@@ -253,6 +282,8 @@ async def _consent_verdict(runtime: Runtime, fact: ContactFact, topic: str | Non
     except Problem as problem:
         if problem.status == 404 and str(problem.to_body().get("type", "")).endswith("/not-found"):
             return ConsentVerdict(overall="contact_missing")
+        if problem.status >= 500:
+            runtime.contacts_breaker.trip()
         log.warning("consent.check_failed", contact_id=fact.contact_id, status=problem.status, detail=problem.detail)
         return local
     status, topic_status = answer.get("status"), answer.get("topic_status")

@@ -2,6 +2,7 @@
 
 import asyncio
 import socket
+import time
 import uuid
 from collections import OrderedDict
 from contextlib import AbstractAsyncContextManager, nullcontext
@@ -47,6 +48,20 @@ class RecentIds:
         return identifier in self._ids
 
 
+class Breaker:
+    """Skip calls to a service for a while after one failed, so an outage does not slow every send."""
+
+    def __init__(self, pause_s: float) -> None:
+        self.pause_s = pause_s
+        self._open_until = 0.0
+
+    def closed(self) -> bool:
+        return time.monotonic() >= self._open_until
+
+    def trip(self) -> None:
+        self._open_until = time.monotonic() + self.pause_s
+
+
 @dataclass
 class Runtime:
     """One worker process's state for running steps."""
@@ -68,6 +83,8 @@ class Runtime:
     finished: RecentIds = field(default_factory=lambda: RecentIds(10_000))
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # After the contacts service failed to answer a consent check, the local copy decides for 10 s.
+    contacts_breaker: Breaker = field(default_factory=lambda: Breaker(10.0))
 
     def writing(self) -> AbstractAsyncContextManager[object]:
         """Serialise this process's step transactions on SQLite, which has one writer at a time.
