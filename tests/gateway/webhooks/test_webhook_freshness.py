@@ -182,7 +182,8 @@ async def test_mailgun_token_stored_with_ttl(
     assert len(keys) == 1
     assert keys[0].decode().startswith(replay_key_prefix + "mailgun:token:")
     ttl = await redis.ttl(keys[0])
-    assert 24 * 3600 - 5 <= ttl <= 24 * 3600
+    # A minute of slack: on a loaded machine seconds pass between the SET and this read.
+    assert 24 * 3600 - 60 <= ttl <= 24 * 3600
 
 
 async def test_mailgun_new_token_for_other_event_accepted(
