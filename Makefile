@@ -8,7 +8,7 @@ PYTHON ?= $(shell for candidate in python3.11 python3.12 python3; do \
 	&& { echo $$candidate; break; }; done)
 BIN := $(VENV)/bin
 
-.PHONY: up test demo install chromium clean
+.PHONY: up test demo bench install chromium clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "nurture needs Python 3.11 or 3.12 (durable-rules does not import on 3.13); set PYTHON=/path/to/python3.11"; exit 1; }
@@ -24,6 +24,11 @@ up: install
 
 demo: install
 	$(BIN)/nurture demo
+
+# Measures the platform on PostgreSQL and Redis at 127.0.0.1 and writes docs/benchmarks.md; pass
+# options through BENCH_ARGS, e.g. make bench BENCH_ARGS="--backend embedded --scale small".
+bench: install
+	$(BIN)/python -m bench run $(BENCH_ARGS)
 
 test: install chromium
 	$(BIN)/pytest $(PYTEST_ARGS)

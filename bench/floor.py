@@ -60,7 +60,7 @@ class PostgresStore:
         parsed = make_url(url)
         pool = await asyncpg.create_pool(
             host=parsed.host, port=parsed.port or 5432, user=parsed.username, password=parsed.password,
-            database=parsed.database, min_size=CONSUMERS, max_size=CONSUMERS,
+            database=parsed.database, min_size=1, max_size=CONSUMERS,
         )
         async with pool.acquire() as connection:
             for statement in SCHEMA:
@@ -147,15 +147,23 @@ async def ingest_floor(database_url: str, redis_url: str, queue: str, batches: S
             if scored == total:
                 finished.set()
 
+    started = time.perf_counter()
+    consumers = [asyncio.create_task(consume()) for _ in range(CONSUMERS)]
     try:
-        started = time.perf_counter()
-        consumers = [asyncio.create_task(consume()) for _ in range(CONSUMERS)]
         await produce()
-        await finished.wait()
+        # A consumer that fails ends the wait too, so its error is raised instead of hanging.
+        waiter = asyncio.create_task(finished.wait())
+        done, _ = await asyncio.wait([waiter, *consumers], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        for task in done:
+            task.result()
         elapsed = time.perf_counter() - started
         await asyncio.gather(*consumers)
         return elapsed
     finally:
+        for consumer in consumers:
+            consumer.cancel()
+        await asyncio.gather(*consumers, return_exceptions=True)
         await redis.delete(queue)
         await redis.aclose()
         await store.close()
