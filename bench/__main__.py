@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -41,6 +42,8 @@ def run_command(
     if scale not in SCALES:
         raise typer.BadParameter(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}", param_hint="--scale")
 
+    # SIGTERM stops the run like Ctrl-C, so the platform it started is stopped too.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     configure_logging(service="bench", log_format="console", level="WARNING")
     folder = data_dir or Path(tempfile.mkdtemp(prefix="nurture-bench-"))
     options = RunOptions(backend, SCALES[scale], folder.resolve(), postgres_url, redis_url, scale_out)
@@ -55,6 +58,45 @@ def run_command(
     console.print(rich_table(report))
     write_section(output, report)
     console.print(f"results written to {output}")
+
+
+@app.command("consumer")
+def consumer_command(
+    database_url: Annotated[str | None, typer.Option(help="An empty scoring database to migrate and use; a temporary SQLite file when omitted")] = None,
+    events: Annotated[int, typer.Option(help="Events spread over events/4 contacts; then events/4 more for one contact")] = 2000,
+    concurrency: Annotated[int, typer.Option(help="Jobs applied at once, as one worker runs them")] = 20,
+    profile: Annotated[Path | None, typer.Option(help="Write a pyinstrument HTML profile of the run to this file")] = None,
+) -> None:
+    """Measure the scoring consumer alone in this process, optionally under pyinstrument."""
+    import asyncio
+    import platform
+
+    from bench.consumer import measure_consumer
+    from services.kit.migrations import upgrade
+
+    configure_logging(service="bench", log_format="console", level="WARNING")
+    folder = Path(tempfile.mkdtemp(prefix="nurture-consumer-"))
+    url = database_url or f"sqlite+aiosqlite:///{folder / 'scoring.db'}"
+    try:
+        upgrade("scoring", url)
+        profiler = None
+        if profile is not None:
+            from pyinstrument import Profiler
+
+            profiler = Profiler(async_mode="enabled")
+            profiler.start()
+        rates = asyncio.run(measure_consumer(url, events, concurrency))
+        if profiler is not None and profile is not None:
+            profiler.stop()
+            profile.write_text(profiler.output_html())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    console.print(f"Python {platform.python_version()}, {url.split(':', 1)[0]}, {concurrency} jobs at once, default model")
+    console.print(f"  {events:,} events over {max(1, events // 4):,} contacts: {rates.many_contacts:,.0f} events/s")
+    console.print(f"  {max(1, events // 4):,} events for one contact: {rates.one_contact:,.0f} events/s")
+    if profile is not None:
+        console.print(f"profile written to {profile}")
 
 
 if __name__ == "__main__":

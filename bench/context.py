@@ -36,6 +36,13 @@ class RunContext:
     # Contact ids by email, learnt from the answers to the event batches.
     contact_ids_by_email: dict[str, str] = field(default_factory=dict)
 
+    # When the run started (time.monotonic), for the lines that say when each scenario finished.
+    started: float = field(default_factory=time.monotonic)
+
+    def done(self, what: str) -> None:
+        """Print that a scenario finished, so a log that cannot show the progress bars still shows it."""
+        self.progress.console.print(f"{what} done at {time.monotonic() - self.started:.0f} s")
+
     def task(self, description: str, total: float) -> TaskID:
         return self.progress.add_task(description, total=total)
 

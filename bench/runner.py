@@ -88,11 +88,16 @@ async def _in_order(ctx: RunContext, options: RunOptions) -> None:
     load = ctx.task(f"import {scale.contacts:,} contacts", 1)
     await import_contacts(ctx.client, scale.contacts)
     ctx.progress.update(load, completed=1)
+    ctx.done("contacts imported")
 
     ingest_rate = await run_ingest(ctx)
+    ctx.done("ingest")
     await run_rescore(ctx)
+    ctx.done("rescore")
     send_rate = await run_sending(ctx, template_id, 0, "sending", with_floor=True)
+    ctx.done("sending")
     await run_scheduling(ctx, template_id, scale.send_contacts)
+    ctx.done("scheduling")
     run_memory(ctx)
     if not options.scale_out:
         return
@@ -100,6 +105,7 @@ async def _in_order(ctx: RunContext, options: RunOptions) -> None:
     ctx.stack.add_workers(2, spawn=True)
     await asyncio.sleep(WORKER_START_S)
     ingest_two = await throughput(ctx, "scaled", "ingest, 2 workers")
+    ctx.done("ingest with 2 workers")
     ctx.report.add(Figure(
         "scale-out", "ingest speed-up, 2 workers per service", ingest_two / ingest_rate, "×",
         note=f"{ingest_two:,.0f} against {ingest_rate:,.0f} events/s with 1 worker; one API process per service",
@@ -110,3 +116,4 @@ async def _in_order(ctx: RunContext, options: RunOptions) -> None:
         "scale-out", "sending speed-up, 2 workers per service", send_two / send_rate, "×",
         note=f"{send_two:,.0f} against {send_rate:,.0f} emails/s with 1 worker",
     ))
+    ctx.done("sending with 2 workers")
