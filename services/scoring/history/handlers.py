@@ -3,8 +3,17 @@
 Each handler locks the contact first and does not commit: the consumer commits once, together
 with the processed-event mark. Ledger rows are flushed before returning, so a broken ledger key
 fails the handler (and the job is retried) instead of passing for a duplicate delivery.
+
+Within one worker process, jobs for the same contact also queue on an asyncio lock before they
+reach the database lock. A worker runs up to 20 jobs at once, and on SQLite each job waiting
+for the database lock polls it with growing sleeps, which leaves the lock idle between commits.
+A job that has to wait first ends its read-only transaction, so waiting jobs do not keep all of
+the pool's connections checked out.
 """
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -27,10 +36,37 @@ from services.scoring.scores.service import ScoringRun, score_event, score_fit
 
 log = get_logger(__name__)
 
+_contact_locks: dict[str, asyncio.Lock] = {}
+_contact_waiters: dict[str, int] = {}
+
+
+@asynccontextmanager
+async def contact_turn(session: AsyncSession, contact_id: str) -> AsyncIterator[None]:
+    """Wait for the jobs of this process on the same contact. Across processes the database lock decides."""
+    lock = _contact_locks.setdefault(contact_id, asyncio.Lock())
+    _contact_waiters[contact_id] = _contact_waiters.get(contact_id, 0) + 1
+    try:
+        if lock.locked():
+            # Nothing was written yet (the consumer only read the processed-event mark), so
+            # ending the transaction loses nothing and returns the connection to the pool.
+            await session.rollback()
+        async with lock:
+            yield
+    finally:
+        _contact_waiters[contact_id] -= 1
+        if _contact_waiters[contact_id] == 0:
+            del _contact_waiters[contact_id]
+            del _contact_locks[contact_id]
+
 
 async def on_event_recorded(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
     """Keep the event in the history, then score it against every active model."""
     event = contact_topics.EventRecorded.model_validate(envelope.payload).event
+    async with contact_turn(session, event.contact_id):
+        await _score_recorded_event(session, event, ctx)
+
+
+async def _score_recorded_event(session: AsyncSession, event: contact_topics.TimelineEvent, ctx: dict[str, Any]) -> None:
     now = clock.now()
     facts = await lock_contact(session, event.contact_id, now)
     if facts is None:
@@ -50,6 +86,13 @@ async def on_event_recorded(session: AsyncSession, envelope: EventEnvelope, ctx:
 async def on_contact_changed(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
     """Store the contact's new facts and bring its fit points in line with them."""
     snapshot = contact_topics.ContactChanged.model_validate(envelope.payload).contact
+    async with contact_turn(session, snapshot.id):
+        await _apply_snapshot(session, snapshot, envelope, ctx)
+
+
+async def _apply_snapshot(
+    session: AsyncSession, snapshot: contact_topics.ContactSnapshot, envelope: EventEnvelope, ctx: dict[str, Any]
+) -> None:
     now = clock.now()
     facts = await lock_contact(session, snapshot.id, now)
     if facts is None:
@@ -67,6 +110,11 @@ async def on_contact_changed(session: AsyncSession, envelope: EventEnvelope, ctx
 async def on_stage_changed(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
     """Keep the contact's stage, for fit rules on the stage and for calibration outcomes."""
     change = contact_topics.StageChanged.model_validate(envelope.payload)
+    async with contact_turn(session, change.contact_id):
+        await _apply_stage(session, change, ctx)
+
+
+async def _apply_stage(session: AsyncSession, change: contact_topics.StageChanged, ctx: dict[str, Any]) -> None:
     now = clock.now()
     facts = await lock_contact(session, change.contact_id, now)
     if facts is None:
@@ -84,8 +132,9 @@ async def on_contact_erased(session: AsyncSession, envelope: EventEnvelope, ctx:
     """Delete the contact's history, facts, scores, ledger and trigger state."""
     erased = contact_topics.ContactErased.model_validate(envelope.payload)
     now = clock.now()
-    await lock_contact(session, erased.contact_id, now)
-    await erase_contact(session, erased.contact_id, now)
+    async with contact_turn(session, erased.contact_id):
+        await lock_contact(session, erased.contact_id, now)
+        await erase_contact(session, erased.contact_id, now)
     log.info("contact.erased", contact_id=erased.contact_id)
 
 

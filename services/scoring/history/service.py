@@ -17,6 +17,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit.contracts.contacts import TimelineEvent
+from services.kit.erasure import erased_key
 from services.scoring.db import dialect_name, insert_ignore
 from services.scoring.history.models import ContactFacts, ErasedContact, ScoredEvent
 from services.scoring.scores.models import ContactScore, LedgerRow
@@ -56,28 +57,33 @@ async def lock_contact(session: AsyncSession, contact_id: str, now: datetime) ->
     """Lock a contact for the rest of the transaction and return its facts row, created when missing.
 
     Returns None for an erased contact, leaving nothing behind, so a late event cannot bring
-    back the data of a person who asked to be forgotten.
+    back the data of a person who asked to be forgotten. Erasure deletes the facts row together
+    with writing the tombstone, so only a contact without a row needs the tombstone check.
     """
-    if not await _bump_revision(session, contact_id):
-        values = {"contact_id": contact_id, "facts": {}, "stage": "subscriber", "updated_at": now,
-                  "stages_reached": [], "revision": 0}
-        await insert_ignore(session, ContactFacts, values)
-        await _bump_revision(session, contact_id)
+    facts = await _bump_revision(session, contact_id)
+    if facts is not None:
+        return facts
 
-    if await session.get(ErasedContact, contact_id) is not None:
+    values = {"contact_id": contact_id, "facts": {}, "stage": "subscriber", "updated_at": now,
+              "stages_reached": [], "revision": 0}
+    await insert_ignore(session, ContactFacts, values)
+    facts = await _bump_revision(session, contact_id)
+    if await session.get(ErasedContact, erased_key(contact_id)) is not None:
         await session.exec(delete(ContactFacts).where(col(ContactFacts.contact_id) == contact_id))  # type: ignore[call-overload]
         return None
-    return await session.get(ContactFacts, contact_id, populate_existing=True)
+    return facts
 
 
-async def _bump_revision(session: AsyncSession, contact_id: str) -> bool:
+async def _bump_revision(session: AsyncSession, contact_id: str) -> ContactFacts | None:
     statement = (
         update(ContactFacts)
         .where(col(ContactFacts.contact_id) == contact_id)
         .values(revision=ContactFacts.revision + 1)
+        .returning(ContactFacts)
+        .execution_options(populate_existing=True)
     )
     result = await session.exec(statement)  # type: ignore[call-overload]
-    return bool(result.rowcount)
+    return result.scalars().first()  # type: ignore[no-any-return]
 
 
 async def lock_contacts(session: AsyncSession, contact_ids: Sequence[str]) -> None:
@@ -98,17 +104,19 @@ async def lock_contacts(session: AsyncSession, contact_ids: Sequence[str]) -> No
 
 
 async def store_event(session: AsyncSession, event: TimelineEvent) -> ScoredEvent:
-    """Keep an event in the history (once per id) and return the stored copy."""
-    stored = await session.get(ScoredEvent, event.id)
-    if stored is None:
-        stored = ScoredEvent(
-            id=event.id,
-            contact_id=event.contact_id,
-            type=event.type,
-            occurred_at=event.occurred_at,
-            properties=event.properties,
-        )
-        session.add(stored)
+    """Keep an event in the history, once per id, and return it as stored.
+
+    A timeline event id never changes meaning, so a second copy is ignored by the insert rather
+    than read first.
+    """
+    stored = ScoredEvent(
+        id=event.id,
+        contact_id=event.contact_id,
+        type=event.type,
+        occurred_at=event.occurred_at,
+        properties=event.properties,
+    )
+    await insert_ignore(session, ScoredEvent, stored.model_dump())
     return stored
 
 
@@ -201,8 +209,8 @@ def reached_stage(facts: FactsRecord, outcome: str) -> bool:
 
 
 async def erase_contact(session: AsyncSession, contact_id: str, now: datetime) -> None:
-    """Delete everything scoring stores about a contact and keep only a tombstone of its id."""
+    """Delete everything scoring stores about a contact and keep only a hash of its id."""
     for model in (ScoredEvent, ContactScore, LedgerRow, ThresholdState, ThresholdFiring, ContactFacts):
         column = model.contact_id  # type: ignore[attr-defined]
         await session.exec(delete(model).where(column == contact_id))  # type: ignore[call-overload]
-    await insert_ignore(session, ErasedContact, {"contact_id": contact_id, "erased_at": now})
+    await insert_ignore(session, ErasedContact, {"contact_hash": erased_key(contact_id), "erased_at": now})

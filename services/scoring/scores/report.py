@@ -17,7 +17,7 @@ from services.scoring.thresholds.triggers import mql_trigger_key
 
 async def contact_score_report(session: AsyncSession, contact_id: str, now: datetime) -> ContactScoreOut:
     """Return the contact's score under every model that has scored it, computed at `now`."""
-    book = (await load_books(session, [contact_id]))[contact_id]
+    book = (await load_books(session, [contact_id], full=True))[contact_id]
     events_held = (await session.exec(select(func.count()).where(ScoredEvent.contact_id == contact_id))).one()
     names = sorted(set(book.scores) | set(book.rows))
     models = (await session.exec(select(ScoreModel).where(col(ScoreModel.name).in_(names)))).all()

@@ -77,8 +77,9 @@ class ContactBook:
         return self._entries[model]
 
     def add_rows(self, model: str, rows: Sequence[LedgerRow]) -> None:
+        entries = self.entries(model)
         self.rows.setdefault(model, []).extend(rows)
-        self.entries(model).extend(ledger_entry(row) for row in rows)
+        entries.extend(ledger_entry(row) for row in rows)
 
     def replace_entries(self, model: str, entries: Sequence[LedgerEntry]) -> None:
         """Put a recomputed ledger in place; `rows` of the model are no longer read afterwards."""
@@ -97,12 +98,14 @@ class ScoringRun:
     # In bulk mode (rescoring a chunk) new score rows are collected here and inserted in one statement.
     bulk: bool = False
     new_scores: list[dict[str, Any]] = field(default_factory=list)
-    _thresholds: dict[str, list[ScoreThreshold]] | None = None
+    # The models whose thresholds the first lookup loads at once.
+    models: Sequence[str] = ()
+    _thresholds: dict[str, list[ScoreThreshold]] = field(default_factory=dict)
 
     async def thresholds(self, model: str) -> list[ScoreThreshold]:
-        if self._thresholds is None or model not in self._thresholds:
-            loaded = await thresholds_by_model(self.session, [model])
-            self._thresholds = {**(self._thresholds or {}), **loaded}
+        if model not in self._thresholds:
+            names = sorted({model, *self.models} - set(self._thresholds))
+            self._thresholds.update(await thresholds_by_model(self.session, names))
         return self._thresholds[model]
 
 
@@ -144,23 +147,31 @@ def ledger_values(
 
 
 async def load_books(
-    session: AsyncSession, contact_ids: Sequence[str], models: Sequence[str] | None = None
+    session: AsyncSession, contact_ids: Sequence[str], models: Sequence[str] | None = None, *, full: bool = False
 ) -> dict[str, ContactBook]:
-    """Load the ledger, scores and trigger states of contacts, for `models` or for every model."""
+    """Load the ledger, scores and trigger states of contacts, for `models` or for every model.
+
+    Without `full`, only the columns that scoring reads are loaded, straight into ledger entries
+    (the books' `rows` stay empty), because a busy contact's ledger is read on every event.
+    """
     books = {contact_id: ContactBook(contact_id) for contact_id in contact_ids}
     if not contact_ids:
         return books
     ids = list(contact_ids)
 
-    # Plain rows instead of ORM objects: ledgers are read far more than written, and in bulk.
     ledger = LedgerRow.__table__  # type: ignore[attr-defined]
-    ledger_query = sa_select(ledger).where(ledger.c.contact_id.in_(ids)).order_by(ledger.c.id)
+    columns = [ledger] if full else [ledger.c[name] for name in _ENTRY_COLUMNS]
+    ledger_query = sa_select(*columns).where(ledger.c.contact_id.in_(ids)).order_by(ledger.c.id)
     score_query = select(ContactScore).where(col(ContactScore.contact_id).in_(ids))
     if models is not None:
         ledger_query = ledger_query.where(ledger.c.model.in_(list(models)))
         score_query = score_query.where(col(ContactScore.model).in_(list(models)))
     for row in (await session.exec(ledger_query)).all():  # type: ignore[call-overload]
-        books[row.contact_id].rows.setdefault(row.model, []).append(row)
+        book = books[row.contact_id]
+        if full:
+            book.rows.setdefault(row.model, []).append(row)
+        else:
+            book.entries(row.model).append(_entry_of(row))
     for score in (await session.exec(score_query)).all():
         books[score.contact_id].scores[score.model] = score
 
@@ -168,6 +179,21 @@ async def load_books(
     for state in (await session.exec(state_query)).all():
         books[state.contact_id].states[state.trigger] = state
     return books
+
+
+_ENTRY_COLUMNS = ("contact_id", "model", "rule", "kind", "points", "rule_points", "reason", "event_id", "occurred_at")
+
+
+def _entry_of(row: Any) -> LedgerEntry:
+    return LedgerEntry(
+        rule=row.rule,
+        kind=row.kind,
+        points=row.points,
+        rule_points=row.rule_points,
+        occurred_at=row.occurred_at,
+        reason=row.reason,
+        event_id=row.event_id,
+    )
 
 
 def current_score(model: ActiveModel, book: ContactBook, now: datetime) -> ScoreBreakdown:
@@ -184,7 +210,8 @@ async def score_event(
     """
     if not models:
         return
-    book = (await load_books(run.session, [facts.contact_id], [model.name for model in models]))[facts.contact_id]
+    run.models = [model.name for model in models]
+    book = (await load_books(run.session, [facts.contact_id], run.models))[facts.contact_id]
     contact = contact_document(facts)
     window, types = _pattern_reach(models)
     recent = await recent_events(run.session, event, window=window, types=types)
@@ -225,7 +252,8 @@ async def score_fit(run: ScoringRun, facts: ContactFacts, models: Sequence[Activ
     """Bring each model's fit points in line with the contact's facts as they are now."""
     if not models:
         return
-    book = (await load_books(run.session, [facts.contact_id], [model.name for model in models]))[facts.contact_id]
+    run.models = [model.name for model in models]
+    book = (await load_books(run.session, [facts.contact_id], run.models))[facts.contact_id]
     contact = contact_document(facts)
     for model in models:
         matches = match_fit(model.compiled, contact=contact)

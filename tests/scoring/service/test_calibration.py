@@ -1,0 +1,91 @@
+"""Calibration of a model against outcomes from the contacts' stages and attributes."""
+
+import uuid
+from typing import Any
+
+import pytest
+
+from services.kit import clock
+from tests.scoring.service.support import NOW, ScoringHarness, changed, new_id, recorded, stage_changed
+
+# Ten leads; True marks those that became an SQL or later.
+SAMPLE = [(10, False), (20, False), (30, True), (30, False), (40, True), (50, False), (60, True), (70, True), (80, True), (90, True)]
+
+
+async def _scored_sample(scoring: ScoringHarness) -> tuple[str, list[str]]:
+    """Give each lead of SAMPLE its score (one +10 event per ten points) and its outcome."""
+    event_type = f"calibration_{uuid.uuid4().hex[:8]}"
+    document = {"mql_threshold": 50, "rules": [{"name": "ten", "kind": "engagement", "event": event_type, "points": 10}]}
+    model = str((await scoring.put_model(document))["name"])
+    contacts = []
+    for index, (score, converted) in enumerate(SAMPLE):
+        contact = new_id()
+        contacts.append(contact)
+        await scoring.deliver(*(recorded(contact, event_type) for _ in range(score // 10)))
+        await scoring.deliver(changed(contact, attributes={"won": converted, "plan": "pro" if converted else "free"}))
+        if converted:
+            await scoring.deliver(stage_changed(contact, "customer" if index == 9 else "sql"))
+            await scoring.deliver(stage_changed(contact, "disqualified" if index == 2 else "sql"))
+    return model, contacts
+
+
+async def _calibrate(scoring: ScoringHarness, model: str, outcome: Any) -> dict[str, Any]:
+    response = await scoring.client.post(f"/scoring/models/{model}/calibration", json={"outcome": outcome})
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def test_calibration_of_labelled_sample(scoring: ScoringHarness) -> None:
+    clock.freeze(NOW)
+    model, _ = await _scored_sample(scoring)
+
+    report = await _calibrate(scoring, model, "sql")
+
+    assert (report["samples"], report["conversions"], report["truncated"]) == (10, 6, False)
+    assert report["auc"] == pytest.approx(21.5 / 24)
+    best = report["best_threshold"]
+    assert (best["threshold"], best["sensitivity"], best["specificity"]) == (60, pytest.approx(4 / 6), 1)
+    current = report["current_threshold"]
+    assert (current["threshold"], current["sensitivity"], current["specificity"]) == (50, pytest.approx(4 / 6), 0.75)
+    deciles = [(item["decile"], item["count"], item["conversions"]) for item in report["deciles"]]
+    assert deciles == [(1, 1, 0), (2, 1, 0), (3, 2, 1), (4, 0, 0), (5, 1, 1), (6, 1, 0), (7, 1, 1), (8, 1, 1), (9, 1, 1), (10, 1, 1)]
+    assert report["deciles"][3]["conversion_rate"] is None
+    assert report["deciles"][2]["conversion_rate"] == 0.5
+
+
+async def test_customer_outcome_counts_customers_only(scoring: ScoringHarness) -> None:
+    clock.freeze(NOW)
+    model, _ = await _scored_sample(scoring)
+
+    report = await _calibrate(scoring, model, "customer")
+
+    assert report["conversions"] == 1
+    assert report["auc"] == pytest.approx(1.0)
+    assert report["best_threshold"]["threshold"] == 90
+
+
+async def test_attribute_outcome(scoring: ScoringHarness) -> None:
+    clock.freeze(NOW)
+    model, _ = await _scored_sample(scoring)
+
+    won = await _calibrate(scoring, model, {"attribute": "won", "equals": True})
+    plan = await _calibrate(scoring, model, {"attribute": "plan", "equals": "pro"})
+    number = await _calibrate(scoring, model, {"attribute": "won", "equals": 1})
+
+    assert won["conversions"] == plan["conversions"] == 6
+    assert won["auc"] == plan["auc"] == pytest.approx(21.5 / 24)
+    assert number["conversions"] == 0
+    assert number["auc"] is None
+
+
+async def test_unknown_outcome_is_422(scoring: ScoringHarness) -> None:
+    response = await scoring.client.post("/scoring/models/default/calibration", json={"outcome": "won"})
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"].startswith("outcome")
+
+
+async def test_calibration_of_unknown_model_is_404(scoring: ScoringHarness) -> None:
+    response = await scoring.client.post(f"/scoring/models/none-{uuid.uuid4().hex[:6]}/calibration", json={"outcome": "sql"})
+
+    assert response.status_code == 404
