@@ -46,9 +46,12 @@ class ContactFacts(ScoringBase, table=True):  # type: ignore[call-arg]
 
 
 class ErasedContact(ScoringBase, table=True):  # type: ignore[call-arg]
-    """A contact whose data was erased: late events for it are dropped instead of scored again."""
+    """A contact whose data was erased: late events for it are dropped instead of scored again.
+
+    Only a one-way hash of the id is kept, so no row names the person.
+    """
 
     __tablename__ = "erased_contact"
 
-    contact_id: str = Field(primary_key=True, max_length=32)
+    contact_hash: str = Field(primary_key=True, max_length=64)
     erased_at: datetime = Field(sa_type=UTCDateTime)

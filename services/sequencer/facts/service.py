@@ -4,7 +4,6 @@ Every update carries the time of the event behind it and is ignored when the sto
 so events that the queue delivers out of order never move a fact backwards.
 """
 
-import hashlib
 from collections.abc import Mapping, Set
 from datetime import datetime
 from typing import Any
@@ -14,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
 from services.kit.contracts.contacts import ContactSnapshot
+from services.kit.erasure import erased_key
 from services.kit.http import ServiceClient
 from services.kit.logging import get_logger
 from services.kit.problems import NotFound, Problem
@@ -30,7 +30,7 @@ log = get_logger(__name__)
 
 def contact_hash(contact_id: str) -> str:
     """Return the one-way hash under which an erased contact is remembered."""
-    return hashlib.sha256(contact_id.encode()).hexdigest()
+    return erased_key(contact_id)
 
 
 async def is_erased(session: AsyncSession, contact_id: str) -> bool:

@@ -7,6 +7,7 @@ from sqlmodel import select
 
 from services.kit import clock
 from services.kit.contracts import scoring as scoring_topics
+from services.kit.erasure import erased_key
 from services.scoring.history.models import ContactFacts, ErasedContact, ScoredEvent
 from services.scoring.scores.models import ContactScore, LedgerRow
 from tests.scoring.service.support import (
@@ -300,7 +301,7 @@ async def test_erasure_deletes_everything_and_drops_late_events(scoring: Scoring
         for table in (ScoredEvent, ContactScore, LedgerRow, ContactFacts):
             rows = (await session.exec(select(table).where(table.contact_id == contact))).all()  # type: ignore[attr-defined]
             assert rows == [], table.__tablename__
-        assert await session.get(ErasedContact, contact) is not None
+        assert await session.get(ErasedContact, erased_key(contact)) is not None
     export = (await scoring.client.get(f"/contacts/{contact}/export")).json()
     assert (export["facts"], export["events"], export["scores"]["models"], export["firings"]) == (None, [], {}, [])
 
