@@ -267,6 +267,26 @@ async def test_erasure_by_internal_route(api, runtime: Runtime) -> None:
     assert (await client.get(f"/contacts/{contact_id}/export")).json()["facts"] is None
 
 
+async def test_step_after_an_erasure_runs(api, runtime: Runtime, sink: Sink) -> None:
+    # The erased contact's step run is the newest row, whose id SQLite would hand out again.
+    _, client = api
+    clock.freeze(START)
+    steps = [{"id": "hello", "email": {"template_id": await template(client, "Welcome back")}}]
+    sequence_id = (await client.post("/sequences", json={"name": "Y", "trigger": {"type": "manual"}, "steps": steps})).json()["id"]
+    await client.post(f"/sequences/{sequence_id}/activate")
+    erased = await add_contact(runtime, f"gone-{uuid.uuid4().hex[:6]}@example.com")
+    await client.post(f"/sequences/{sequence_id}/enrollments", json={"contact_id": erased})
+    await drive(runtime)
+    await deliver(runtime, "contact.erased", {"contact_id": erased})
+
+    address = f"next-{uuid.uuid4().hex[:6]}@example.com"
+    await client.post(f"/sequences/{sequence_id}/enrollments", json={"contact_id": await add_contact(runtime, address)})
+    await drive(runtime)
+
+    assert [str(message["To"]) for message in sink.handler.messages].count(address) == 1
+    assert (await client.get(f"/sequences/{sequence_id}/report")).json()["steps"][0]["sent"] == 2
+
+
 async def test_app_routes_need_internal_token(api) -> None:
     app: FastAPI = api[0]
     transport = httpx.ASGITransport(app=app)

@@ -47,6 +47,8 @@ class StepRun(SequencerBase, table=True):  # type: ignore[call-arg]
     __table_args__ = (
         UniqueConstraint("enrolment_id", "step_id", name="uq_step_run_enrolment_step"),
         Index("ix_step_run_state_due_at", "state", "due_at"),
+        # The id names the step's queue job, so SQLite must not hand out a deleted one again.
+        {"sqlite_autoincrement": True},
     )
 
     id: int | None = Field(default=None, primary_key=True)
