@@ -56,7 +56,13 @@ async def gateway_app() -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
 
 @pytest.fixture(scope="session")
 def platform(environment: TestEnvironment) -> Iterator[RunningPlatform]:
-    """All four services and their workers as real processes, shared by the tests that need them."""
-    running = start_platform(environment)
+    """All four services and their workers as real processes, shared by the tests that need them.
+
+    They run on databases and a queue namespace of their own, so what the in-process tests leave
+    in the session's outboxes and queues never holds up a platform test.
+    """
+    own = in_thread(lambda: create_environment(environment.root / "platform-environment", parent=environment))
+    running = start_platform(own)
     yield running
     running.platform.stop()
+    in_thread(lambda: destroy_environment(own))

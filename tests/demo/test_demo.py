@@ -3,20 +3,18 @@
 import io
 import uuid
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from rich.console import Console
 
-from services.cli.demo.platform import Target, create_demo_key
+from services.cli.demo.platform import Target
 from services.cli.demo.playbook import OUTCOME_ATTRIBUTE
 from services.cli.demo.runner import Demo, DemoOptions, DemoResult
 from services.kit import clock
 from services.kit.smtp_sink import read_sink
 from tests.support.apps import RunningPlatform
-from tests.support.environment import TestEnvironment as SessionEnvironment
 
 CONTACTS = 200
 WEEKS = 1
@@ -26,17 +24,12 @@ WEEKS = 1
 pytestmark = pytest.mark.timeout(900)
 
 
-def _sink_folder(environment: SessionEnvironment) -> Path:
-    # The session's environment sets NURTURE_DATA_DIR for every child, the SMTP sink included, so
-    # the sink writes there rather than under `platform.mail_dir`.
-    return Path(environment.env["NURTURE_DATA_DIR"]) / "mail"
-
-
 @pytest.fixture(scope="module")
-async def demo_run(platform: RunningPlatform, environment: SessionEnvironment) -> tuple[DemoResult, str, str]:
+async def demo_run(platform: RunningPlatform) -> tuple[DemoResult, str, str]:
     """Run the demo once for the module; return its result, its printed output and its API key."""
-    key = await create_demo_key()
-    target = Target(platform.gateway_url, key, _sink_folder(environment), environment.redis_url, environment.namespace)
+    key = await platform.new_key("demo", ["*"], rate_limit=0)
+    own = platform.environment
+    target = Target(platform.gateway_url, key, platform.mail_dir, own.redis_url, own.namespace)
     output = io.StringIO()
     console = Console(file=output, width=160, color_system=None)
     # A model of its own, so the reference rule set of "default" stays as other tests expect it.
@@ -73,7 +66,7 @@ def _percent(value: float | None) -> str:
 
 
 async def test_every_sent_email_is_in_the_sink(
-    environment: SessionEnvironment, demo_run: tuple[DemoResult, str, str], api: httpx.AsyncClient
+    platform: RunningPlatform, demo_run: tuple[DemoResult, str, str], api: httpx.AsyncClient
 ) -> None:
     result = demo_run[0]
     report = (await api.get(f"/v1/sequences/{result.sequence_id}/report")).json()
@@ -86,7 +79,7 @@ async def test_every_sent_email_is_in_the_sink(
         if not cursor:
             break
 
-    messages = read_sink(_sink_folder(environment))
+    messages = read_sink(platform.mail_dir)
     in_sink = Counter(message["X-Nurture-Step"] for message in messages if message["X-Nurture-Enrolment"] in enrolments)
 
     sent = {step["step_id"]: step["sent"] for step in report["steps"] if step["sent"]}

@@ -1,6 +1,5 @@
 """Fixtures of the gateway tests: apps routed in process, API keys, deliveries run by hand."""
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,19 +15,6 @@ from services.gateway.keys.service import create_key
 from tests.support.apps import route_in_process, running_app
 
 Apps = tuple[FastAPI, httpx.AsyncClient]
-
-
-@pytest.fixture
-async def contacts_app() -> AsyncIterator[Apps]:
-    """The contacts app, stopped only once its outbox relay is idle.
-
-    NOTE: on Python 3.11, `asyncio.wait_for` swallows a cancellation that arrives while the event it
-    waits on is already set, so the kit's relay loop never stops when a request has just woken it.
-    Letting the relay finish its pass first avoids that race until the loop is changed.
-    """
-    async with running_app("contacts") as running:
-        yield running
-        await asyncio.sleep(0.1)
 
 
 @dataclass
@@ -95,8 +81,6 @@ async def gateway_with_contacts() -> AsyncIterator[Gateway]:
         queue = RecordingQueue()
         app.state.delivery_queue = queue
         yield Gateway(app, client, await new_key(app, rate_limit=100_000), queue)
-        # Lets the contacts outbox relay go idle first (see the contacts_app fixture above).
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

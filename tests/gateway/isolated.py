@@ -65,8 +65,6 @@ async def isolated_services(folder: Path) -> AsyncIterator[dict[str, FastAPI]]:
             for service in ("contacts", "scoring", "sequencer"):
                 route_in_process(apps["gateway"], service, apps[service])
             yield apps
-            # Lets the outbox relays go idle before they are cancelled (see tests/gateway/conftest.py).
-            await asyncio.sleep(0.2)
     finally:
         postgres = [url for url in urls.values() if make_url(url).get_backend_name() == "postgresql"]
         if postgres:

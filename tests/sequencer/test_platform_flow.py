@@ -1,8 +1,6 @@
 """Across the real processes: a pricing-page visit posted to the gateway ends as an email in the SMTP sink."""
 
-import os
 import uuid
-from pathlib import Path
 
 from services.kit.smtp_sink import read_sink
 from tests.support.apps import RunningPlatform
@@ -27,13 +25,8 @@ async def test_pricing_visit_sends_email_through_platform(platform: RunningPlatf
         event = {"email": address, "type": "page_view", "properties": {"url": f"https://acme.test/pricing-{marker}"}}
         assert (await client.post("/v1/events", json=event)).status_code == 202
 
-        # The sink child process writes under NURTURE_DATA_DIR, which the session's environment sets
-        # to another folder than `platform.mail_dir`; read both until the two agree.
-        folders = {platform.mail_dir, Path(os.environ["NURTURE_DATA_DIR"]) / "mail"}
-
         async def delivered() -> list[object]:
-            messages = [message for folder in folders for message in read_sink(folder)]
-            return [message for message in messages if marker in str(message["Subject"])]
+            return [message for message in read_sink(platform.mail_dir) if marker in str(message["Subject"])]
 
         [message] = await eventually(delivered, timeout_s=120)
         assert message["To"] == address

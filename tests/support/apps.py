@@ -10,8 +10,9 @@ import httpx
 from fastapi import FastAPI
 
 from services.cli import services as registry
-from services.cli.keys import create
 from services.cli.supervisor import Platform, PlatformConfig, free_port
+from services.gateway.keys.service import create_key
+from services.kit.db import Database
 from services.kit.http import INTERNAL_TOKEN_HEADER, ServiceClient
 from services.kit.settings import SERVICE_NAMES
 from tests.support.environment import TestEnvironment
@@ -45,15 +46,35 @@ class RunningPlatform:
     platform: Platform
     gateway_url: str
     api_key: str
-    mail_dir: Path
+    # The platform's own databases and namespace, apart from the session's.
+    environment: TestEnvironment
+
+    @property
+    def mail_dir(self) -> Path:
+        """The SMTP sink's folder: the sink child keeps its messages under NURTURE_DATA_DIR."""
+        return Path(self.environment.env["NURTURE_DATA_DIR"]) / "mail"
+
+    async def new_key(self, name: str, scopes: list[str], rate_limit: int | None = None) -> str:
+        """Create an API key in the platform's gateway database and return it."""
+        return await _new_key(self.environment, name, scopes, rate_limit)
 
     def client(self, **kwargs: object) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {self.api_key}"}
         return httpx.AsyncClient(base_url=self.gateway_url, headers=headers, timeout=30.0, **kwargs)  # type: ignore[arg-type]
 
 
+async def _new_key(environment: TestEnvironment, name: str, scopes: list[str], rate_limit: int | None = None) -> str:
+    database = Database(environment.database_urls["gateway"])
+    try:
+        async with database.session() as session:
+            _, key = await create_key(session, name=name, scopes=scopes, rate_limit=rate_limit)
+        return key
+    finally:
+        await database.dispose()
+
+
 def start_platform(environment: TestEnvironment) -> RunningPlatform:
-    """Start all services and workers as real processes on this session's databases and Redis."""
+    """Start all services and workers as real processes on the environment's databases and Redis."""
     ports = {service: free_port() for service in SERVICE_NAMES}
     data_dir = environment.root / "platform"
     config = PlatformConfig(
@@ -72,5 +93,5 @@ def start_platform(environment: TestEnvironment) -> RunningPlatform:
         platform.stop()
         raise
     platform.supervise_in_background()
-    _, key = in_thread(lambda: asyncio.run(create("tests", ["*"])))
-    return RunningPlatform(platform, f"http://127.0.0.1:{ports['gateway']}", key, data_dir / "mail")
+    key = in_thread(lambda: asyncio.run(_new_key(environment, "tests", ["*"])))
+    return RunningPlatform(platform, f"http://127.0.0.1:{ports['gateway']}", key, environment)

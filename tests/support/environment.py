@@ -11,7 +11,7 @@ import os
 import secrets
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -33,11 +33,11 @@ class TestEnvironment:
     backend: str
     clock_file: Path
     redis_process: subprocess.Popen[bytes] | None = None
-    env: dict[str, str] = field(default_factory=dict)
 
-    def apply(self) -> None:
-        """Export the settings every service reads, so in-process apps and child processes agree."""
-        self.env = {
+    @property
+    def env(self) -> dict[str, str]:
+        """The settings every service reads, for in-process apps and child processes alike."""
+        return {
             "NURTURE_ENVIRONMENT": "test",
             "NURTURE_DATA_DIR": str(self.root / "data"),
             "NURTURE_NAMESPACE": self.namespace,
@@ -46,6 +46,9 @@ class TestEnvironment:
             "REDIS_URL": self.redis_url,
             **{f"{service.upper()}_DATABASE_URL": url for service, url in self.database_urls.items()},
         }
+
+    def apply(self) -> None:
+        """Export the settings into this process, so in-process apps read them."""
         os.environ.update(self.env)
 
 
@@ -70,10 +73,15 @@ def _start_embedded_redis(root: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("the embedded Redis server did not start")
 
 
-def create_environment(root: Path) -> TestEnvironment:
-    """Create the databases (migrated) and Redis for one test session."""
+def create_environment(root: Path, parent: TestEnvironment | None = None) -> TestEnvironment:
+    """Create the databases (migrated) and Redis for one test session.
+
+    With a `parent`, the new environment shares its Redis server and clock but has databases and
+    a queue namespace of its own. The running platform gets one, so the work that in-process tests
+    leave behind in the session's databases never queues ahead of a platform test's own.
+    """
     namespace = f"t{secrets.token_hex(4)}"
-    backend = os.environ.get("NURTURE_TEST_BACKEND", "sqlite")
+    backend = parent.backend if parent else os.environ.get("NURTURE_TEST_BACKEND", "sqlite")
     if backend == "postgres":
         server = make_url(os.environ.get("NURTURE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
         database_urls = {
@@ -85,7 +93,7 @@ def create_environment(root: Path) -> TestEnvironment:
         database_urls = {service: f"sqlite+aiosqlite:///{root / 'db' / f'{service}.db'}" for service in SERVICE_NAMES}
 
     redis_process = None
-    redis_url = os.environ.get("NURTURE_TEST_REDIS_URL")
+    redis_url = parent.redis_url if parent else os.environ.get("NURTURE_TEST_REDIS_URL")
     if not redis_url:
         redis_process, redis_url = _start_embedded_redis(root)
 
@@ -95,7 +103,7 @@ def create_environment(root: Path) -> TestEnvironment:
 
     return TestEnvironment(
         root=root, namespace=namespace, redis_url=redis_url, database_urls=database_urls, backend=backend,
-        clock_file=root / "clock.json", redis_process=redis_process,
+        clock_file=parent.clock_file if parent else root / "clock.json", redis_process=redis_process,
     )
 
 
