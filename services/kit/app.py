@@ -24,7 +24,7 @@ from services.kit.db import Database
 from services.kit.http import INTERNAL_TOKEN_HEADER, ServiceClient
 from services.kit.logging import get_logger
 from services.kit.metrics import install_metrics
-from services.kit.outbox import Outbox
+from services.kit.outbox import Outbox, stop_task
 from services.kit.problems import Unauthorized, Unavailable, install_problem_handlers, problem_response
 from services.kit.queue import deserialize_job, serialize_job
 from services.kit.settings import ServiceSettings
@@ -70,10 +70,12 @@ def create_service_app(
             for name in clients
         }
         relay: asyncio.Task[None] | None = None
+        stop_relay = asyncio.Event()
         if outbox is not None:
             outbox.listen_for_commits()
+            interval_s = settings.sweep_interval_ms / 1000
             relay = asyncio.create_task(
-                outbox.run(app.state.db, app.state.redis, interval_s=settings.sweep_interval_ms / 1000, sweep=False)
+                outbox.run(app.state.db, app.state.redis, interval_s=interval_s, sweep=False, stop=stop_relay)
             )
         for hook in on_startup:
             await hook(app)
@@ -84,8 +86,7 @@ def create_service_app(
         for hook in on_shutdown:
             await hook(app)
         if relay is not None:
-            relay.cancel()
-            await asyncio.gather(relay, return_exceptions=True)
+            await stop_task(relay, stop_relay, name="outbox.relay")
         for client in app.state.clients.values():
             await client.aclose()
         await app.state.redis.aclose()

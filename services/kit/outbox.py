@@ -206,13 +206,20 @@ class Outbox:
             await session.commit()
         return counts
 
-    async def run(self, db: Database, redis: ArqRedis, *, interval_s: float, sweep: bool) -> None:
-        """Relay (and, in a worker, sweep) until cancelled, waking early after each commit."""
-        while True:
+    async def run(
+        self, db: Database, redis: ArqRedis, *, interval_s: float, sweep: bool, stop: asyncio.Event | None = None
+    ) -> None:
+        """Relay (and, in a worker, sweep) until cancelled or `stop` is set, waking early after each commit.
+
+        The owner sets `stop` before it cancels the task. A cancellation that a library swallows
+        then still ends the loop at the next pass, instead of hanging the shutdown.
+        """
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
             try:
-                while await self.relay_pending(db, redis) == RELAY_BATCH_SIZE:
+                while await self.relay_pending(db, redis) == RELAY_BATCH_SIZE and not stop.is_set():
                     pass
-                if sweep:
+                if sweep and not stop.is_set():
                     await self.sweep_enqueued(db, redis)
             except asyncio.CancelledError:
                 raise
@@ -226,6 +233,21 @@ class Outbox:
             except TimeoutError:
                 pass
             self._wake.clear()
+
+
+async def stop_task(task: asyncio.Task[None], stop: asyncio.Event, *, name: str, timeout_s: float = 10.0) -> None:
+    """Stop a background loop: set its stop event, cancel it, and wait at most `timeout_s` for it.
+
+    A loop that is still running after the timeout is logged and left behind, so that shutdown
+    finishes and releases the database and Redis either way.
+    """
+    stop.set()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        log.warning("task.stop_timed_out", task=name, timeout_s=timeout_s)
+    elif not task.cancelled() and task.exception() is not None:
+        log.warning("task.failed", task=name, error=repr(task.exception()))
 
 
 def _job_succeeded(raw_result: bytes) -> bool:

@@ -15,7 +15,7 @@ from arq.worker import Function
 from services.kit.db import Database
 from services.kit.http import ServiceClient
 from services.kit.logging import get_logger
-from services.kit.outbox import Outbox
+from services.kit.outbox import Outbox, stop_task
 from services.kit.queue import deserialize_job, queue_name, redis_settings, serialize_job
 from services.kit.settings import ServiceSettings
 
@@ -25,8 +25,8 @@ Context = dict[str, Any]
 Periodic = Callable[[Context], Awaitable[None]]
 
 
-async def _repeat(name: str, task: Periodic, ctx: Context, interval_s: float) -> None:
-    while True:
+async def _repeat(name: str, task: Periodic, ctx: Context, interval_s: float, stop: asyncio.Event) -> None:
+    while not stop.is_set():
         try:
             await task(ctx)
         except asyncio.CancelledError:
@@ -44,6 +44,7 @@ def build_worker_settings(
     clients: Sequence[str] = (),
     periodic: Sequence[Periodic] = (),
     on_startup: Sequence[Callable[[Context], Awaitable[None]]] = (),
+    on_shutdown: Sequence[Callable[[Context], Awaitable[None]]] = (),
     max_jobs: int = 20,
 ) -> type:
     """Return an arq `WorkerSettings` class for one service."""
@@ -59,21 +60,26 @@ def build_worker_settings(
             for name in clients
         }
         interval_s = settings.sweep_interval_ms / 1000
-        tasks = []
+        stop = ctx["stop_background"] = asyncio.Event()
+        tasks = {}
         if outbox is not None:
             outbox.listen_for_commits()
-            tasks.append(asyncio.create_task(outbox.run(ctx["db"], ctx["redis"], interval_s=interval_s, sweep=True)))
+            tasks["outbox.relay"] = asyncio.create_task(
+                outbox.run(ctx["db"], ctx["redis"], interval_s=interval_s, sweep=True, stop=stop)
+            )
         for task in periodic:
-            tasks.append(asyncio.create_task(_repeat(task.__name__, task, ctx, interval_s)))
+            tasks[task.__name__] = asyncio.create_task(_repeat(task.__name__, task, ctx, interval_s, stop))
         ctx["background_tasks"] = tasks
         for hook in on_startup:
             await hook(ctx)
         log.info("worker.started", queue=queue_name(settings.namespace, settings.service_name))
 
     async def shutdown(ctx: Context) -> None:
-        for task in ctx.get("background_tasks", []):
-            task.cancel()
-        await asyncio.gather(*ctx.get("background_tasks", []), return_exceptions=True)
+        tasks = ctx.get("background_tasks", {})
+        await asyncio.gather(*(stop_task(task, ctx["stop_background"], name=name) for name, task in tasks.items()))
+        # The hooks run once the background loops are stopped, before the database closes.
+        for hook in on_shutdown:
+            await hook(ctx)
         for client in ctx.get("clients", {}).values():
             await client.aclose()
         if "db" in ctx:

@@ -1,6 +1,5 @@
 """The sequencer service's arq worker: consumes contact events, runs due steps, sends email, relays its outbox."""
 
-import asyncio
 from typing import Any
 
 from arq.worker import Function, func
@@ -20,21 +19,18 @@ Context = dict[str, Any]
 
 
 async def _start_runtime(ctx: Context) -> None:
-    """Give jobs the step runtime, and close its SMTP connections when the worker stops."""
+    """Give jobs the step runtime."""
     runtime = build_runtime(
         ctx["settings"], db=ctx["db"], outbox=ctx["outbox"], redis=ctx["redis"], contacts=ctx["clients"].get("contacts")
     )
     ctx["runtime"] = runtime
     await beat(runtime)
 
-    async def close_on_stop() -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await runtime.close()
 
-    # The kit cancels background tasks when the worker stops, which runs the `finally` above.
-    ctx["background_tasks"].append(asyncio.create_task(close_on_stop()))
+async def _close_runtime(ctx: Context) -> None:
+    """Close the runtime's SMTP connections and clear its heartbeat when the worker stops."""
+    if "runtime" in ctx:
+        await ctx["runtime"].close()
 
 
 def consume_function(consumer: EventConsumer) -> Function:
@@ -61,4 +57,5 @@ def worker_settings(settings: SequencerSettings | None = None) -> type:
         clients=["contacts"],
         periodic=[heartbeat, sweep_due_steps],
         on_startup=[_start_runtime],
+        on_shutdown=[_close_runtime],
     )
