@@ -2,6 +2,7 @@
 
 import base64
 import json
+from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
@@ -38,3 +39,20 @@ def decode_cursor(cursor: str, *, arity: int) -> list[Any]:
     if not isinstance(values, list) or len(values) != arity:
         raise invalid("cursor", "malformed cursor; pass the next_cursor of the previous page")
     return values
+
+
+def decode_time_cursor(cursor: str) -> tuple[datetime, str]:
+    """Decode a cursor made by `encode_cursor(at.isoformat(), id)` into the instant and the id.
+
+    A client can send any bytes as a cursor, so anything but an ISO 8601 instant and a text id is
+    a 422 naming `cursor` instead of a 500 from the query.
+    """
+    at, item_id = decode_cursor(cursor, arity=2)
+    if not isinstance(at, str) or not isinstance(item_id, str):
+        raise invalid("cursor", "malformed cursor; pass the next_cursor of the previous page")
+
+    try:
+        instant = datetime.fromisoformat(at)
+    except ValueError as error:
+        raise invalid("cursor", "malformed cursor; pass the next_cursor of the previous page") from error
+    return instant, item_id

@@ -21,7 +21,7 @@ from services.contacts.segments.models import SegmentMembership
 from services.contacts.stages.machine import StageUnchanged, parse_stage
 from services.contacts.stages.service import change_stage
 from services.kit.outbox import Outbox
-from services.kit.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from services.kit.pagination import CursorQuery, LimitQuery, Page, decode_time_cursor, encode_cursor
 from services.kit.problems import invalid
 
 router = APIRouter(tags=["contacts"])
@@ -90,8 +90,7 @@ async def list_contacts(
             raise invalid("updated_since", "needs a UTC offset, e.g. 2024-05-01T10:00:00Z")
         query = query.where(Contact.updated_at >= updated_since)
     if cursor:
-        changed_at, contact_id = decode_cursor(cursor, arity=2)
-        after = datetime.fromisoformat(changed_at)
+        after, contact_id = decode_time_cursor(cursor)
         query = query.where(
             or_(col(Contact.updated_at) > after, and_(col(Contact.updated_at) == after, col(Contact.id) > contact_id))
         )

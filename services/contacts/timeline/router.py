@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, ValidationError
 from services.contacts.deps import OutboxDep, Session, SettingsDep
 from services.contacts.timeline.ingest import store_events
 from services.contacts.timeline.service import EventIn, EventResult, list_timeline, rejected
-from services.kit.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from services.kit.pagination import CursorQuery, LimitQuery, Page, decode_time_cursor, encode_cursor
 from services.kit.problems import Problem, validation_problem
 
 router = APIRouter(tags=["events"])
@@ -78,8 +78,7 @@ async def get_timeline(contact_id: str, session: Session, limit: LimitQuery = 50
     """List a contact's events, newest first by when they happened."""
     before = None
     if cursor:
-        occurred_at, event_id = decode_cursor(cursor, arity=2)
-        before = (datetime.fromisoformat(occurred_at), str(event_id))
+        before = decode_time_cursor(cursor)
     events = await list_timeline(session, contact_id, limit=limit, before=before)
     items = [EventOut.model_validate(event, from_attributes=True) for event in events]
     next_cursor = encode_cursor(events[-1].occurred_at.isoformat(), events[-1].id) if len(events) == limit else None

@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
 from services.kit.app import get_session
-from services.kit.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from services.kit.pagination import CursorQuery, LimitQuery, Page, decode_time_cursor, encode_cursor
 from services.kit.problems import NotFound
 from services.sequencer.enrolments.models import Enrolment, StepRun
 from services.sequencer.enrolments.service import enrol
@@ -93,8 +93,7 @@ async def list_enrollments(
     if state is not None:
         query = query.where(Enrolment.state == state)
     if cursor is not None:
-        enrolled_at, last_id = decode_cursor(cursor, arity=2)
-        after = datetime.fromisoformat(enrolled_at)
+        after, last_id = decode_time_cursor(cursor)
         query = query.where(
             or_(col(Enrolment.enrolled_at) > after, and_(col(Enrolment.enrolled_at) == after, col(Enrolment.id) > last_id))
         )

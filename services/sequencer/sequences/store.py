@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
 from services.kit.logging import get_logger
-from services.kit.pagination import Page, decode_cursor, encode_cursor
+from services.kit.pagination import Page, decode_time_cursor, encode_cursor
 from services.kit.problems import Conflict, NotFound, Unprocessable, field_error
 from services.sequencer.ids import new_id
 from services.sequencer.sequences import SequenceDefinition, SequenceValidationError, parse_sequence
@@ -191,8 +191,7 @@ async def list_sequences(session: AsyncSession, *, limit: int, cursor: str | Non
     if status is not None:
         query = query.where(Sequence.status == status)
     if cursor is not None:
-        created_at, last_id = decode_cursor(cursor, arity=2)
-        after = datetime.fromisoformat(created_at)
+        after, last_id = decode_time_cursor(cursor)
         query = query.where(
             or_(col(Sequence.created_at) > after, and_(col(Sequence.created_at) == after, col(Sequence.id) > last_id))
         )

@@ -9,7 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
 from services.kit.http import ServiceClient
-from services.kit.pagination import Page, decode_cursor, encode_cursor
+from services.kit.pagination import Page, decode_time_cursor, encode_cursor
 from services.kit.problems import NotFound, Unprocessable, field_error, invalid
 from services.sequencer.facts.service import ensure_facts, recipient
 from services.sequencer.ids import new_id
@@ -101,8 +101,7 @@ async def list_templates(session: AsyncSession, *, limit: int, cursor: str | Non
     """List templates oldest first, a page at a time."""
     query = select(Template).order_by(col(Template.created_at), col(Template.id)).limit(limit + 1)
     if cursor is not None:
-        created_at, last_id = decode_cursor(cursor, arity=2)
-        after = datetime.fromisoformat(created_at)
+        after, last_id = decode_time_cursor(cursor)
         query = query.where(
             or_(col(Template.created_at) > after, and_(col(Template.created_at) == after, col(Template.id) > last_id))
         )
