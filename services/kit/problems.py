@@ -144,8 +144,19 @@ def validation_problem(errors: list[dict[str, Any]]) -> Unprocessable:
     return Unprocessable(f"invalid fields: {fields}", errors=entries)
 
 
+# SQLSTATE codes PostgreSQL sends while it cannot serve at all: class 08 is a connection
+# exception, 57P01 to 57P03 are a shutdown or a server still starting up, 53300 is too many
+# connections. asyncpg raises them as a plain DBAPIError, not an OperationalError.
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08",)
+_UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
+
+
 def _is_connection_failure(error: DBAPIError) -> bool:
-    return bool(error.connection_invalidated) or isinstance(error, OperationalError)
+    if error.connection_invalidated or isinstance(error, OperationalError):
+        return True
+
+    sqlstate = str(getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None) or "")
+    return sqlstate in _UNAVAILABLE_SQLSTATES or sqlstate.startswith(_UNAVAILABLE_SQLSTATE_CLASSES)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

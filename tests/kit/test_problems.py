@@ -1,6 +1,7 @@
 """Every error a service raises is RFC 9457 problem details naming the invalid field."""
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from services.kit.http import INTERNAL_TOKEN_HEADER
@@ -66,3 +67,47 @@ async def test_conflict_names_existing_contact(contacts_app: ContactsApp) -> Non
     assert created.status_code == 201
     assert duplicate.status_code == 409
     assert duplicate.json()["existing_id"] == created.json()["id"]
+
+
+class _DriverError(Exception):
+    """A driver error carrying a SQLSTATE, as asyncpg's errors do."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"SQLSTATE {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+def _app_raising(sqlstate: str) -> FastAPI:
+    from sqlalchemy.exc import DBAPIError
+
+    from services.kit.problems import install_problem_handlers
+
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/fail")
+    async def fail() -> None:
+        raise DBAPIError("SELECT 1", None, _DriverError(sqlstate))
+
+    return app
+
+
+@pytest.mark.parametrize("sqlstate", ["57P03", "57P01", "08006", "53300"])
+async def test_database_not_serving_is_503(sqlstate: str) -> None:
+    transport = httpx.ASGITransport(app=_app_raising(sqlstate), raise_app_exceptions=False)
+
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        response = await client.get("/fail")
+
+    assert response.status_code == 503
+    assert int(response.headers["retry-after"]) > 0
+
+
+async def test_constraint_violation_stays_500() -> None:
+    transport = httpx.ASGITransport(app=_app_raising("23505"), raise_app_exceptions=False)
+
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        response = await client.get("/fail")
+
+    assert response.status_code == 500
+    assert "retry-after" not in response.headers
