@@ -35,6 +35,7 @@ def run_command(
     redis_url: Annotated[str, typer.Option(help="Redis server (postgres backend); only keys of the run's namespace are written and deleted")] = DEFAULT_REDIS_URL,
     data_dir: Annotated[Path | None, typer.Option(help="Folder for logs, mail and SQLite files; a temporary folder, deleted afterwards, when omitted")] = None,
     scale_out: Annotated[bool, typer.Option(help="Run ingest and sending again with two workers per service")] = True,
+    pool_size: Annotated[int | None, typer.Option(help="Database pool size of each service process; the services' default (10) when omitted")] = None,
 ) -> None:
     """Start the platform, run every scenario, print the results and write them to OUTPUT."""
     if backend not in ("postgres", "embedded"):
@@ -46,7 +47,7 @@ def run_command(
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     configure_logging(service="bench", log_format="console", level="WARNING")
     folder = data_dir or Path(tempfile.mkdtemp(prefix="nurture-bench-"))
-    options = RunOptions(backend, SCALES[scale], folder.resolve(), postgres_url, redis_url, scale_out)
+    options = RunOptions(backend, SCALES[scale], folder.resolve(), postgres_url, redis_url, scale_out, pool_size)
     try:
         report = run(options, console)
     except BaseException:
@@ -55,6 +56,11 @@ def run_command(
     if data_dir is None:
         shutil.rmtree(folder, ignore_errors=True)
 
+    report.command = f".venv/bin/python -m bench run --backend {backend} --scale {scale}"
+    if not scale_out:
+        report.command += " --no-scale-out"
+    if pool_size is not None:
+        report.command += f" --pool-size {pool_size}"
     console.print(rich_table(report))
     write_section(output, report)
     console.print(f"results written to {output}")

@@ -1,8 +1,8 @@
 """The scoring consumer alone, in this process: how many `contact.event_recorded` events a second it applies.
 
-It migrates a fresh database (which installs the `default` model and its reference rule set), then
-applies events through the real consumer with `concurrency` jobs at once, as a worker does: first
-spread over many contacts (four events each), then all for one contact. No HTTP, Redis or other
+It migrates a fresh database, which installs the `default` model and its reference rule set. Then
+it applies events through the real consumer with `concurrency` jobs at once, as a worker does. The
+first events are spread over many contacts (four events each), the rest all go to one contact. No HTTP, Redis or other
 service takes part, so a profile of this run shows the scoring path alone.
 """
 

@@ -1,4 +1,4 @@
-"""What every scenario shares: the running platform, an API client, its databases and the progress display."""
+"""The run context every scenario shares: the running platform, an API client, its databases and the progress display."""
 
 from __future__ import annotations
 
@@ -33,10 +33,10 @@ class RunContext:
     sequencer: Database
     report: Report
     progress: Progress
-    # Contact ids by email, learnt from the answers to the event batches.
+    # Contact ids by email, read from the per-event results of the event batches.
     contact_ids_by_email: dict[str, str] = field(default_factory=dict)
 
-    # When the run started (time.monotonic), for the lines that say when each scenario finished.
+    # Start of the run (time.monotonic), for the line printed when each scenario finishes.
     started: float = field(default_factory=time.monotonic)
 
     def done(self, what: str) -> None:

@@ -1,8 +1,8 @@
 """The bare floors: the least work that ingesting an event or sending an email needs on this machine.
 
-The ingest floor stores each batch of events in one transaction, pushes one job per event onto a
-Redis list, pops the jobs with as many consumers as a worker's database pool has connections, and
-updates one score row per job in its own transaction. It uses the drivers directly (asyncpg or
+The ingest floor stores each batch of events in one transaction and pushes one job per event onto
+a Redis list. As many consumers as a worker's database pool has connections pop the jobs, and each
+job updates one score row in its own transaction. It uses the drivers directly (asyncpg or
 sqlite3, redis-py), with no web framework, ORM or queue library. The send floor is an aiosmtplib
 loop that sends given messages over as many connections as the sequencer keeps open.
 """

@@ -87,7 +87,7 @@ async def steady_lag(ctx: RunContext) -> tuple[list[float], float]:
             accepted[event["id"]] = now
 
     # Each tick starts on schedule whether or not the earlier posts have returned, so a slow
-    # platform sees the offered rate and not the rate it can answer.
+    # platform gets the offered rate and not the rate it can keep up with.
     started = time.perf_counter()
     posts = []
     for tick, part in enumerate(parts):

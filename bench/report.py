@@ -55,7 +55,7 @@ def markdown_section(report: Report) -> str:
     """Return the run's section: how it was run, the machine, and one table row per figure."""
     lines = [f"### {report.backend} backend, {report.scale} scale", ""]
     lines += [
-        f"Measured with `.venv/bin/python -m bench run --backend {report.backend} --scale {report.scale}`.",
+        f"Measured with `{report.command or f'.venv/bin/python -m bench run --backend {report.backend} --scale {report.scale}'}`.",
         "",
         "| machine | |",
         "| --- | --- |",

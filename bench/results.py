@@ -74,6 +74,8 @@ class Report:
     scale: str
     figures: list[Figure] = field(default_factory=list)
     machine: dict[str, str] = field(default_factory=dict)
+    # The command line that produced the report, as printed on the results page.
+    command: str = ""
     notes: list[str] = field(default_factory=list)
 
     def add(self, figure: Figure) -> Figure:

@@ -24,6 +24,7 @@ from bench.sending import create_template, run_scheduling, run_sending
 from bench.sizes import Scale
 from bench.stack import Stack, StackConfig
 from bench.workload import import_contacts, rule_set
+from services.cli.demo.backlog import Backlog
 from services.cli.demo.client import DemoClient
 from services.kit import clock
 from services.kit.db import Database, is_sqlite
@@ -42,13 +43,16 @@ class RunOptions:
     postgres_url: str
     redis_url: str
     scale_out: bool = True
+    pool_size: int | None = None
 
 
 def run(options: RunOptions, console: Console) -> Report:
     """Run every scenario and return the report; the platform is stopped and cleaned up either way."""
-    config = StackConfig(options.backend, options.data_dir, options.postgres_url, options.redis_url)
+    config = StackConfig(options.backend, options.data_dir, options.postgres_url, options.redis_url, pool_size=options.pool_size)
     stack = Stack(config, report=lambda line: console.print(f"[yellow]{line}[/]"))
     report = Report(options.backend, options.scale.name)
+    if options.pool_size is not None:
+        report.notes.append(f"Each service process ran with a database pool of {options.pool_size} (the default is 10).")
     try:
         asyncio.run(stack.prepare_databases())
         console.print(f"databases ready ({options.backend}); starting the platform in {options.data_dir}")
@@ -88,6 +92,13 @@ async def _in_order(ctx: RunContext, options: RunOptions) -> None:
     load = ctx.task(f"import {scale.contacts:,} contacts", 1)
     await import_contacts(ctx.client, scale.contacts)
     ctx.progress.update(load, completed=1)
+    # The import leaves work for scoring and the sequencer, which copy each new contact's facts.
+    # Ingest waits until that backlog is gone, so its figures do not include the import.
+    backlog = Backlog(ctx.stack.redis_url, ctx.stack.config.namespace)
+    try:
+        await backlog.wait_until_idle()
+    finally:
+        await backlog.close()
     ctx.done("contacts imported")
 
     ingest_rate = await run_ingest(ctx)

@@ -1,4 +1,4 @@
-"""How big each scenario is at each scale: `full` is the size the targets are stated for."""
+"""Scenario sizes per scale. The targets are stated for `full`."""
 
 from dataclasses import dataclass
 

@@ -34,13 +34,16 @@ READY_TIMEOUT_S = 120.0
 
 @dataclass
 class StackConfig:
-    """Where the run keeps its data and which servers it uses."""
+    """The run's data folder, backend and servers."""
 
     backend: str
     data_dir: Path
     postgres_url: str = DEFAULT_POSTGRES_URL
     redis_url: str = DEFAULT_REDIS_URL
     namespace: str = field(default_factory=lambda: f"bench{secrets.token_hex(4)}")
+    # Connections each service process keeps in its pool (it may open as many again under load);
+    # None keeps the services' default of 10.
+    pool_size: int | None = None
 
     def database_url(self, name: str) -> str:
         """Return the URL of the run's database `name` (a service or `floor`)."""
@@ -83,6 +86,8 @@ class Stack:
             "NURTURE_PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['gateway']}",
             "NURTURE_LOG_LEVEL": "WARNING",
         }
+        if self.config.pool_size is not None:
+            extra_env.update({f"{service.upper()}_DATABASE_POOL_SIZE": str(self.config.pool_size) for service in SERVICE_NAMES})
         platform_config = PlatformConfig(
             data_dir=self.config.data_dir,
             redis_url=self.config.redis_url if self.config.backend == "postgres" else None,
@@ -115,7 +120,7 @@ class Stack:
                 self.platform.start_child(child.name)
 
     async def create_key(self) -> str:
-        """Create an API key with every scope and no rate limit, so the gateway never answers 429."""
+        """Create an API key with every scope and no rate limit, so the gateway never returns 429."""
         database = Database(self.database_urls["gateway"])
         try:
             async with database.session() as session:

@@ -1,4 +1,4 @@
-"""What the benchmark asks of the platform, through the public API, and what it reads back.
+"""The benchmark's requests to the platform through the public API, and what it reads back.
 
 Contacts are imported as CSV, events go in through `POST /v1/events/batch`, and enrolments through
 `POST /v1/sequences/{id}/enrollments`. No public route tells when a worker finished with an event
@@ -24,7 +24,8 @@ from services.kit.db import Database
 from services.scoring.scores.models import LedgerRow
 from services.sequencer.sending.models import SentMessage
 
-# Every event earns this rule's point exactly once, so its ledger row marks the event as scored.
+# This rule matches every page view and has no cap, and the ledger is unique per model, rule and
+# event, so each event gets exactly one row of it: that row marks the event as scored.
 EVENT_RULE = "page-view"
 EMAIL_DOMAIN = "bench.example"
 IMPORT_ROWS = 20_000
