@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from services.cli import services as registry
-from services.cli.demo.dataset import ROWS
+from services.cli.demo.dataset import DEFAULT_CONTACTS
 from services.kit import clock
 from services.kit.logging import configure_logging
 from services.kit.migrations import ensure_database, upgrade
@@ -107,7 +107,7 @@ def up(
 
 @app.command()
 def demo(
-    contacts: Annotated[int, typer.Option(help="Leads to take from the Bank Marketing dataset, spread evenly over its rows (at most 45,211)")] = ROWS,
+    contacts: Annotated[int, typer.Option(help="Leads to take from the Bank Marketing dataset, spread evenly over its rows (45,211 for all of them)")] = DEFAULT_CONTACTS,
     weeks: Annotated[int, typer.Option(help="Simulated weeks of nurturing after the import")] = 4,
     data_dir: Annotated[Path, typer.Option(help="Folder of the demo's own platform; emptied at the start of each run")] = Path("data/demo"),
     gateway: Annotated[str | None, typer.Option(help="URL of a running platform's gateway; the demo then starts none")] = None,
@@ -117,7 +117,7 @@ def demo(
     model: Annotated[str, typer.Option(help="Score model that gets the demo's rule set")] = "default",
     seed: Annotated[int, typer.Option(help="Seed of the simulated recipients and sales team")] = 2012,
 ) -> None:
-    """Nurture the 45,211 real leads of the UCI Bank Marketing dataset and print the nurturing summary."""
+    """Nurture real leads of the UCI Bank Marketing dataset (a sample of 500 by default) and print the nurturing summary."""
     from services.cli.demo.command import RunningPlatform, run_demo
     from services.cli.demo.errors import DemoError
     from services.cli.demo.runner import DemoOptions

@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from services.cli.demo import ingest
 from services.cli.demo.backlog import Backlog
 from services.cli.demo.client import DemoClient
-from services.cli.demo.dataset import ROWS, Lead, sample_leads
+from services.cli.demo.dataset import DEFAULT_CONTACTS, ROWS, Lead, sample_leads
 from services.cli.demo.errors import DemoError
 from services.cli.demo.mailbox import Delivered, Mailbox
 from services.cli.demo.platform import Target
@@ -50,7 +50,7 @@ SINK_AGREEMENT_S = 60.0
 
 @dataclass(frozen=True)
 class DemoOptions:
-    contacts: int = ROWS
+    contacts: int = DEFAULT_CONTACTS
     weeks: int = DEFAULT_WEEKS
     model: str = DEFAULT_MODEL
     seed: int = DEFAULT_SEED
