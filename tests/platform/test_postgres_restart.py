@@ -127,7 +127,8 @@ def running(environment: "TestEnvironment") -> Iterator[Running]:
         database_urls = {service: postgres.url(f"nurture_{service}") for service in SERVICES}
         for service, url in database_urls.items():
             in_thread(lambda url=url: asyncio.run(ensure_database(url)))  # type: ignore[misc]
-            upgrade(service, url)
+            # Alembic's async env runs its own event loop; in this thread it would unset the session's.
+            in_thread(lambda service=service, url=url: upgrade(service, url))  # type: ignore[misc]
 
         ports = {service: free_port() for service in SERVICE_NAMES}
         config = PlatformConfig(
