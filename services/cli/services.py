@@ -32,5 +32,7 @@ def create_app(name: str) -> Any:
     return _load(f"services.{check_service(name)}.app:create_app")(load_settings(name))
 
 
-def worker_settings(name: str) -> type:
-    return _load(f"services.{check_service(name)}.worker:worker_settings")(load_settings(name))  # type: ignore[no-any-return]
+def worker_settings(name: str, settings: ServiceSettings | None = None) -> type:
+    """Return the arq worker settings of a service, from `settings` or from the environment."""
+    factory = _load(f"services.{check_service(name)}.worker:worker_settings")
+    return factory(settings or load_settings(name))  # type: ignore[no-any-return]

@@ -7,16 +7,17 @@ from arq.utils import timestamp_ms
 from arq.worker import Worker, create_worker
 
 from services.cli import services as registry
+from services.kit.settings import ServiceSettings
 
 
-async def drain_queue(service: str, *, poll_s: float = 0.01) -> Worker:
+async def drain_queue(service: str, settings: ServiceSettings | None = None, *, poll_s: float = 0.01) -> Worker:
     """Run the service's worker until its queue contains no job that is due or running, then stop it.
 
     arq's own burst mode waits for the queue to be empty, and a job deferred into the future (a
     retry with backoff, a wake-up left by an earlier test) would keep it running forever; here
     only the jobs due now count. A running job stays in the queue until it finishes.
     """
-    worker = create_worker(registry.worker_settings(service), poll_delay=poll_s, handle_signals=False)
+    worker = create_worker(registry.worker_settings(service, settings), poll_delay=poll_s, handle_signals=False)
     running = asyncio.create_task(worker.main())
     try:
         while True:
