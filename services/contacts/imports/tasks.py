@@ -36,6 +36,9 @@ log = get_logger(__name__)
 MAX_TRIES = 5
 # A queued or running job whose row has not moved for this long is checked against Redis.
 STALE_AFTER = timedelta(seconds=30)
+# A run commits its progress every chunk, so a job marked in progress whose row has not moved for
+# this long belongs to a worker that died. arq would keep that mark until the job timeout passed.
+DEAD_RUN_AFTER = timedelta(seconds=60)
 
 
 class JobSuperseded(Exception):
@@ -173,14 +176,20 @@ def restore_report(data: dict[str, Any]) -> ImportReport:
 async def sweep_imports(ctx: dict[str, Any]) -> int:
     """Queue again every unfinished job whose arq job is gone from Redis; return how many."""
     db, redis, settings = ctx["db"], ctx["redis"], ctx["settings"]
-    cutoff = clock.now() - STALE_AFTER
+    now = clock.now()
     async with db.session() as session:
-        query = select(ImportJob.id).where(col(ImportJob.status).in_(["queued", "running"]), col(ImportJob.updated_at) < cutoff)
+        query = select(ImportJob.id, ImportJob.updated_at).where(
+            col(ImportJob.status).in_(["queued", "running"]), col(ImportJob.updated_at) < now - STALE_AFTER
+        )
         stale = list((await session.exec(query)).all())
 
     requeued = 0
-    for import_id in stale:
+    for import_id, updated_at in stale:
         key = import_job_key(settings.namespace, import_id)
+        if updated_at < now - DEAD_RUN_AFTER and await redis.delete(ARQ_IN_PROGRESS_KEY_PREFIX + key):
+            # The job is still queued, so a worker takes it up again; were the run alive after all,
+            # the chunk check would stop one of the two (JobSuperseded).
+            log.warning("import.dead_run_released", import_id=import_id)
         if await redis.exists(ARQ_JOB_KEY_PREFIX + key, ARQ_IN_PROGRESS_KEY_PREFIX + key):
             continue
         # A finished run leaves a result under the same id, which would stop arq from queueing it again.
