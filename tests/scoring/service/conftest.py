@@ -1,5 +1,5 @@
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -9,6 +9,27 @@ from services.scoring import app as scoring_app_module
 from services.scoring import worker as scoring_worker_module
 from tests.scoring.service.support import ScoringHarness
 from tests.support.apps import running_app
+from tests.support.environment import TestEnvironment as Environment, create_environment, destroy_environment
+from tests.support.threads import in_thread
+
+
+@pytest.fixture(scope="session")
+def scoring_environment(environment: Environment) -> Iterator[Environment]:
+    """A scoring database and queue namespace for these tests alone.
+
+    The in-process apps of other tests relay their events to the session's scoring queue, and
+    `drain_queue` would otherwise apply that whole backlog before a test's own jobs.
+    """
+    created = in_thread(lambda: create_environment(environment.root / "scoring-tests", parent=environment))
+    yield created
+    in_thread(lambda: destroy_environment(created))
+
+
+@pytest.fixture(autouse=True)
+def own_scoring_database(monkeypatch: pytest.MonkeyPatch, scoring_environment: Environment) -> None:
+    """Point the scoring app, `drain_queue` and worker processes at the scoring tests' own database."""
+    monkeypatch.setenv("SCORING_DATABASE_URL", scoring_environment.database_urls["scoring"])
+    monkeypatch.setenv("NURTURE_NAMESPACE", scoring_environment.namespace)
 
 
 class QuietOutbox(Outbox):
