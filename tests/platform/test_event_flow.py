@@ -44,13 +44,13 @@ async def test_event_reaches_contacts_scoring_and_back(platform: RunningPlatform
             score = (await client.get(f"/v1/contacts/{contact_id}/score")).json()
             return score["models"].get(model, {}).get("total") == 15
 
-        await eventually(scored_by_scoring)
+        await eventually(scored_by_scoring, timeout_s=60)
 
         async def score_copied_to_contacts() -> bool:
             contact = (await client.get(f"/v1/contacts/{contact_id}")).json()
             return contact["scores"].get(model, {}).get("total") == 15
 
-        await eventually(score_copied_to_contacts)
+        await eventually(score_copied_to_contacts, timeout_s=60)
 
 
 async def test_same_event_id_stored_once(platform: RunningPlatform) -> None:
