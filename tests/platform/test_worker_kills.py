@@ -61,7 +61,7 @@ async def test_killed_contacts_worker_finishes_import_once(platform: RunningPlat
             report = await _import_report(client, import_id)
             return report if report["status"] == "done" else None
 
-        # arq keeps a killed job's in-progress mark for 310 s; the import sweep releases it once the
+        # arq keeps a killed job's in-progress mark for 310 s. The import sweep releases it once the
         # job's row has not moved for a minute, and the restarted worker resumes after the last chunk.
         report = await eventually(done, timeout_s=300)
         first = await client.get("/v1/contacts", params={"email": f"kill-{tag}-0@example.com"})

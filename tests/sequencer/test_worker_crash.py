@@ -1,7 +1,7 @@
 """A worker killed with SIGKILL while 1,000 emails go out, and a flushed queue, send no email twice.
 
 The only email that may be lost is one whose hand-over the kill cut between its record and its
-final dot; the worker records it as sent without confirmation.
+final dot. The worker records such an email as sent without confirmation.
 
 The worker runs as a real process (`nurture worker sequencer`) on the tests' own sequencer database
 and queue namespace, sending to an SMTP server in this test process that keeps every message it

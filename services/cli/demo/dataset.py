@@ -17,8 +17,8 @@ from typing import Any
 
 DATASET_FILE = "bank-marketing-full.csv.gz"
 ROWS = 45_211
-# The leads a demo takes unless told otherwise. Four simulated weeks of 500 leads took 257 s on a busy
-# two-core machine; at that rate the whole dataset would take an estimated six hours.
+# The leads a demo takes by default. Four simulated weeks of 500 leads took 257 s on a busy two-core
+# machine, so the whole dataset would take an estimated six hours at that rate.
 DEFAULT_CONTACTS = 500
 MISSING = "unknown"
 TIMEZONE = "Europe/Lisbon"

@@ -187,8 +187,8 @@ async def sweep_imports(ctx: dict[str, Any]) -> int:
     for import_id, updated_at in stale:
         key = import_job_key(settings.namespace, import_id)
         if updated_at < now - DEAD_RUN_AFTER and await redis.delete(ARQ_IN_PROGRESS_KEY_PREFIX + key):
-            # The job is still queued, so a worker takes it up again; were the run alive after all,
-            # the chunk check would stop one of the two (JobSuperseded).
+            # The job is still queued, so a worker takes it up again. If the run was alive after all,
+            # the chunk check stops one of the two (JobSuperseded).
             log.warning("import.dead_run_released", import_id=import_id)
         if await redis.exists(ARQ_JOB_KEY_PREFIX + key, ARQ_IN_PROGRESS_KEY_PREFIX + key):
             continue
