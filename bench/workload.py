@@ -1,9 +1,9 @@
 """The benchmark's requests to the platform through the public API, and what it reads back.
 
 Contacts are imported as CSV, events go in through `POST /v1/events/batch`, and enrolments through
-`POST /v1/sequences/{id}/enrollments`. No public route tells when a worker finished with an event
-or an email, so completion times are read from the scoring and sequencer databases: the ledger
-row of the `page-view` rule (one per event) and the sent message of each enrolment.
+`POST /v1/sequences/{id}/enrollments`. No public route reports when a worker finished with an event
+or an email, so completion times are read from the scoring and sequencer databases. They are the
+ledger row of the `page-view` rule (one per event) and the sent message of each enrolment.
 """
 
 from __future__ import annotations

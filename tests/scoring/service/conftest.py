@@ -36,9 +36,7 @@ class QuietOutbox(Outbox):
     """Publishes like the real outbox, in the caller's transaction, but never relays to Redis.
 
     These tests read what was published from the outbox itself, and the relay has its own tests.
-    NOTE: with redis 5.3 and arq 0.26 on Python 3.11, a cancellation that lands while the kit's
-    relay loop is inside an enqueue can be lost, and shutting the app down then waits forever;
-    relaying the thousands of events of a rescore would also slow these tests for nothing.
+    Relaying the thousands of events of a rescore would only slow them down.
     """
 
     async def run(self, *_args: Any, **_kwargs: Any) -> None:

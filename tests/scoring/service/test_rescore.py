@@ -42,7 +42,12 @@ class History:
 
     def expected(self, index: int) -> int:
         """Every contact viewed one page: even ones the pricing page, and every fourth is gold."""
-        return 1 + (5 if index % 2 == 0 else 0) + (7 if index % 4 == 0 else 0)
+        points = 1
+        if index % 2 == 0:
+            points += 5
+        if index % 4 == 0:
+            points += 7
+        return points
 
     async def insert(self, count: int) -> None:
         facts, events = [], []
