@@ -66,7 +66,7 @@ def worker_settings(settings: GatewaySettings | None = None) -> type:
     consumer = EventConsumer(ProcessedEvent, {})
     return build_worker_settings(
         settings,
-        functions=[consumer.function(), func(deliver_row, name=DELIVERY_JOB, max_tries=3)],  # type: ignore[arg-type]
+        functions=[*consumer.functions(), func(deliver_row, name=DELIVERY_JOB, max_tries=3)],  # type: ignore[arg-type]
         clients=["contacts"],
         periodic=[sweep_deliveries, purge_idempotency_records],
         on_startup=[_open_provider_client],

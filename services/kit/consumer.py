@@ -1,17 +1,27 @@
-"""The consuming side of events: one arq job function per service, idempotent on the event id.
+"""The consuming side of events: arq job functions of every service, idempotent on the event id.
 
-`consume_event` opens a transaction, skips an event the service has already applied, runs the
-handler for the topic, records the event id in `processed_event` and commits, all at once. A second
-delivery of the same event therefore changes nothing. Failures are retried with backoff, because a
-database or another service being briefly away must not drop an accepted event.
+`consume_events` takes a batch of events in one transaction: it skips the events the service has
+already applied, runs the handler of each topic in order, records every event id in
+`processed_event` and commits, all at once. A second delivery of the same event therefore changes
+nothing. When the batch fails, each event is applied again in a transaction of its own, so one bad
+event holds back only itself. Failures are retried with backoff, because a database or another
+service being briefly away must not drop an accepted event. `consume_event` applies a single event
+the same way; the relay enqueued one job per event before it batched them.
+
+A process applies one batch at a time. A batch holds the locks of all its contacts until it commits,
+and two batches of one process waiting on each other's contacts would wait for ever on the
+in-process locks. Between processes the database detects such a deadlock and aborts one of them.
 """
 
+import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq import Retry
 from arq.worker import Function, func
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
@@ -19,11 +29,23 @@ from services.kit.contracts import EventEnvelope
 from services.kit.correlation import correlation_id_var
 from services.kit.db import Database
 from services.kit.logging import get_logger
-from services.kit.outbox import CONSUME_EVENT_JOB, ProcessedEventColumns
+from services.kit.outbox import CONSUME_EVENT_JOB, CONSUME_EVENTS_JOB, ProcessedEventColumns
 
 Handler = Callable[[AsyncSession, EventEnvelope, dict[str, Any]], Awaitable[None]]
+# Runs in a batch's transaction after its last handler, for work the handlers of a batch share.
+BatchHook = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
+# Runs in a batch's transaction before its first handler, with the events not applied before, to
+# read at once what the handlers would otherwise read event by event.
+Prefetch = Callable[[AsyncSession, list[EventEnvelope], dict[str, Any]], Awaitable[None]]
 
 MAX_TRIES = 12
+# A batch takes about a second, but a job's time also counts its wait for the batches before it
+# in this process.
+BATCH_TIMEOUT_S = 300
+# Set in a session's info while it applies a batch; handlers then skip work meant for one event alone.
+IN_BATCH = "consumer.in_batch"
+# A dict in a session's info where handlers keep what stays the same for the whole batch.
+BATCH_CACHE = "consumer.batch_cache"
 
 log = get_logger(__name__)
 
@@ -36,9 +58,21 @@ def retry_delay_s(job_try: int) -> float:
 class EventConsumer:
     """Apply published events to one service's database exactly once."""
 
-    def __init__(self, processed_model: type[ProcessedEventColumns], handlers: dict[str, Handler]) -> None:
+    def __init__(
+        self,
+        processed_model: type[ProcessedEventColumns],
+        handlers: dict[str, Handler],
+        *,
+        prefetch: Prefetch | None = None,
+        after_batch: BatchHook | None = None,
+    ) -> None:
         self.processed_model = processed_model
         self.handlers = handlers
+        self.prefetch = prefetch
+        self.after_batch = after_batch
+        # Batches that failed together and were applied event by event, since the process started.
+        self.split_batches = 0
+        self._batch_turn = asyncio.Lock()
 
     async def apply(self, db: Database, envelope: EventEnvelope, ctx: dict[str, Any]) -> str:
         """Apply one event in one transaction; return "applied", "duplicate" or "ignored"."""
@@ -60,9 +94,89 @@ class EventConsumer:
                 return "duplicate"
         return "applied" if handler is not None else "ignored"
 
+    async def apply_batch(self, db: Database, envelopes: list[EventEnvelope], ctx: dict[str, Any]) -> Counter[str]:
+        """Apply a batch in one transaction, or event by event if that fails; count the outcomes.
+
+        Raises the first error of the event-by-event pass, after every other event was applied.
+        """
+        async with self._batch_turn:
+            try:
+                return await self._apply_together(db, envelopes, ctx)
+            except Exception as error:  # noqa: BLE001 - any failure of the batch sends it down the slow path
+                self.split_batches += 1
+                log.warning("event.batch_split", events=len(envelopes), error=repr(error))
+
+            outcomes: Counter[str] = Counter()
+            first_error: Exception | None = None
+            for envelope in envelopes:
+                try:
+                    outcomes[await self.apply(db, envelope, ctx)] += 1
+                except Exception as error:  # noqa: BLE001 - the others still get applied; the job retries this one
+                    log.warning("event.apply_failed", event_id=envelope.id, topic=envelope.topic, error=repr(error))
+                    first_error = first_error or error
+            if first_error is not None:
+                raise first_error
+            return outcomes
+
+    async def _apply_together(self, db: Database, envelopes: list[EventEnvelope], ctx: dict[str, Any]) -> Counter[str]:
+        outcomes: Counter[str] = Counter()
+        async with db.session() as session:
+            session.info[IN_BATCH] = True
+            session.info[BATCH_CACHE] = {}
+            ids = [envelope.id for envelope in envelopes]
+            query = select(self.processed_model.event_id).where(col(self.processed_model.event_id).in_(ids))
+            seen = set((await session.exec(query)).all())
+            if self.prefetch is not None:
+                await self.prefetch(session, [envelope for envelope in envelopes if envelope.id not in seen], ctx)
+            now = clock.now()
+            for envelope in envelopes:
+                if envelope.id in seen:
+                    outcomes["duplicate"] += 1
+                    continue
+
+                # The outbox never puts an event twice in one job, but a job built by hand might.
+                seen.add(envelope.id)
+                handler = self.handlers.get(envelope.topic)
+                if handler is not None:
+                    correlation_id_var.set(envelope.correlation_id)
+                    await handler(session, envelope, ctx)
+                session.add(self.processed_model(event_id=envelope.id, topic=envelope.topic, processed_at=now))
+                outcomes["applied" if handler is not None else "ignored"] += 1
+            if self.after_batch is not None and outcomes["applied"]:
+                await self.after_batch(session, ctx)
+            await session.commit()
+        return outcomes
+
     def function(self) -> Function:
-        """Return the arq job function `consume_event` that the outbox relay enqueues."""
+        """Return the arq job function `consume_event`, for single events."""
         return func(self.consume, name=CONSUME_EVENT_JOB, max_tries=MAX_TRIES, keep_result=3600)
+
+    def batch_function(self) -> Function:
+        """Return the arq job function `consume_events` that the outbox relay enqueues."""
+        return func(
+            self.consume_batch, name=CONSUME_EVENTS_JOB, max_tries=MAX_TRIES, keep_result=3600, timeout=BATCH_TIMEOUT_S
+        )
+
+    def functions(self) -> list[Function]:
+        """Return both job functions; a worker registers both so that jobs of either kind find it."""
+        return [self.function(), self.batch_function()]
+
+    async def consume_batch(self, ctx: dict[str, Any], documents: list[dict[str, Any]]) -> dict[str, int]:
+        """Run as the `consume_events` job: apply a batch of events, retrying with backoff on failure."""
+        envelopes = [EventEnvelope.model_validate(document) for document in documents]
+        job_try = int(ctx.get("job_try", 1))
+        bound = log.bind(first_event_id=envelopes[0].id if envelopes else None, events=len(envelopes), job_try=job_try)
+        try:
+            outcomes = await self.apply_batch(ctx["db"], envelopes, ctx)
+        except Exception as error:
+            if job_try >= MAX_TRIES:
+                bound.exception("events.failed")
+                raise
+            delay = retry_delay_s(job_try)
+            bound.warning("events.retry", error=repr(error), retry_in_s=delay)
+            raise Retry(defer=delay) from error
+        bound.debug("events.consumed", **outcomes)
+        return dict(outcomes)
 
     async def consume(self, ctx: dict[str, Any], document: dict[str, Any]) -> str:
         """Run as the `consume_event` job: apply one event, retrying with backoff on failure."""

@@ -1,11 +1,16 @@
 """The transactional outbox: events are rows first and queue jobs second.
 
 A service calls `Outbox.publish` inside the transaction that makes the change, which writes one row
-per consuming service. After the commit, the relay enqueues each row as an arq job with a
-deterministic id (`<namespace>:evt:<event id>:<consumer>`). The sweep then watches enqueued rows: a
-row whose job finished is deleted, a row whose job failed for good is marked failed and logged, and a
-row whose job vanished from Redis (restart or flush) is enqueued again. So an event is never lost
-between the database and the queue, and the consumers' idempotency absorbs the rare second delivery.
+per consuming service. After the commit, the relay takes the pending rows in order and enqueues them
+for each consumer as `consume_events` jobs of up to `JOB_BATCH_SIZE` events. A job's id is
+deterministic (`<namespace>:evts:<consumer>:<first event id>:<last event id>:<count>`) and is kept on
+its rows. The sweep then watches enqueued rows job by job: rows whose job finished are deleted, rows
+whose job failed for good are marked failed and logged, and rows whose job vanished from Redis
+(restart or flush) are enqueued again under the same id. So an event is never lost between the
+database and the queue, and the consumers' idempotency absorbs the rare second delivery.
+
+A job per batch rather than per event is what keeps the queue cheap: each arq job costs several
+Redis round trips on both sides and a transaction in the consumer, whatever its size.
 """
 
 import asyncio
@@ -38,10 +43,16 @@ from services.kit.queue import (
 )
 
 CONSUME_EVENT_JOB = "consume_event"
+CONSUME_EVENTS_JOB = "consume_events"
 
 # A row enqueued this long ago whose job has no trace in Redis is taken as lost and enqueued again.
 LOST_JOB_GRACE = timedelta(seconds=5)
 RELAY_BATCH_SIZE = 500
+# Events in one consumer job. Larger batches share more of the job's fixed cost, and a batch that
+# fails is applied again event by event, so a bad event costs its batch one retry.
+JOB_BATCH_SIZE = 100
+# Enqueued rows the sweep looks at in one pass.
+SWEEP_BATCH_SIZE = RELAY_BATCH_SIZE * 8
 
 log = get_logger(__name__)
 
@@ -61,6 +72,8 @@ class OutboxColumns(SQLModel):
     enqueued_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     attempts: int = 0
     last_error: str | None = None
+    # The arq job that carries this row; rows enqueued one per job before batching have none.
+    job_id: str | None = Field(default=None, max_length=200, index=True)
 
 
 class ProcessedEventColumns(SQLModel):
@@ -131,19 +144,24 @@ class Outbox:
     def listen_for_commits(self) -> None:
         _commit_listeners.append(self.wake)
 
-    def _job_id(self, event_id: str, consumer: str) -> str:
+    def _single_job_id(self, event_id: str, consumer: str) -> str:
         return job_id(self.namespace, "evt", event_id, consumer)
 
-    async def _enqueue(self, redis: ArqRedis, row: OutboxColumns) -> None:
+    def _batch_job_id(self, consumer: str, rows: list[OutboxColumns]) -> str:
+        return job_id(self.namespace, "evts", consumer, rows[0].event_id, rows[-1].event_id, str(len(rows)))
+
+    async def _enqueue_batch(self, redis: ArqRedis, consumer: str, identifier: str, envelopes: list[dict[str, Any]]) -> None:
         await redis.enqueue_job(
-            CONSUME_EVENT_JOB,
-            row.envelope,
-            _job_id=self._job_id(row.event_id, row.consumer),
-            _queue_name=queue_name(self.namespace, row.consumer),
+            CONSUME_EVENTS_JOB, envelopes, _job_id=identifier, _queue_name=queue_name(self.namespace, consumer)
+        )
+
+    async def _enqueue_single(self, redis: ArqRedis, consumer: str, identifier: str, envelope: dict[str, Any]) -> None:
+        await redis.enqueue_job(
+            CONSUME_EVENT_JOB, envelope, _job_id=identifier, _queue_name=queue_name(self.namespace, consumer)
         )
 
     async def relay_pending(self, db: Database, redis: ArqRedis) -> int:
-        """Enqueue pending rows and mark them enqueued; return how many were relayed."""
+        """Enqueue pending rows in batch jobs and mark them enqueued; return how many were relayed."""
         async with db.session() as session:
             query = select(self.model).where(self.model.state == "pending").order_by(self.model.id)
             query = query.limit(RELAY_BATCH_SIZE)
@@ -153,58 +171,91 @@ class Outbox:
             if not rows:
                 return 0
 
+            by_consumer: dict[str, list[OutboxColumns]] = {}
             for row in rows:
-                await self._enqueue(redis, row)
-
-            ids = [row.id for row in rows]
-            await session.exec(
-                update(self.model)
-                .where(self.model.id.in_(ids))  # type: ignore[union-attr]
-                .values(state="enqueued", enqueued_at=clock.now(), attempts=self.model.attempts + 1)
-            )
+                by_consumer.setdefault(row.consumer, []).append(row)
+            now = clock.now()
+            for consumer, consumer_rows in by_consumer.items():
+                for start in range(0, len(consumer_rows), JOB_BATCH_SIZE):
+                    batch = consumer_rows[start : start + JOB_BATCH_SIZE]
+                    identifier = self._batch_job_id(consumer, batch)
+                    await self._enqueue_batch(redis, consumer, identifier, [row.envelope for row in batch])
+                    await session.exec(
+                        update(self.model)
+                        .where(self.model.id.in_([row.id for row in batch]))  # type: ignore[union-attr]
+                        .values(state="enqueued", enqueued_at=now, job_id=identifier, attempts=self.model.attempts + 1)
+                    )
             await session.commit()
         return len(rows)
 
     async def sweep_enqueued(self, db: Database, redis: ArqRedis) -> dict[str, int]:
-        """Retire rows whose job finished and re-enqueue rows whose job vanished from Redis."""
+        """Retire rows whose job finished and re-enqueue the jobs that vanished from Redis; counts are of rows."""
         counts = {"done": 0, "failed": 0, "requeued": 0}
+        columns = (self.model.id, self.model.event_id, self.model.consumer, self.model.job_id, self.model.enqueued_at)
         async with db.session() as session:
-            query = select(self.model).where(self.model.state == "enqueued").order_by(self.model.id)
-            rows = list((await session.exec(query.limit(RELAY_BATCH_SIZE * 4))).all())
+            query = select(*columns).where(self.model.state == "enqueued").order_by(self.model.id)
+            rows = list((await session.exec(query.limit(SWEEP_BATCH_SIZE))).all())  # type: ignore[call-overload]
             if not rows:
                 return counts
 
-            ids = [self._job_id(row.event_id, row.consumer) for row in rows]
+            jobs: dict[str, list[Any]] = {}
+            for row in rows:
+                jobs.setdefault(row.job_id or self._single_job_id(row.event_id, row.consumer), []).append(row)
             async with redis.pipeline(transaction=False) as pipe:
-                for identifier in ids:
+                for identifier in jobs:
                     pipe.get(ARQ_RESULT_KEY_PREFIX + identifier)
                     pipe.exists(ARQ_JOB_KEY_PREFIX + identifier, ARQ_IN_PROGRESS_KEY_PREFIX + identifier)
                 replies = await pipe.execute()
 
             done: list[int] = []
+            failed: list[int] = []
             cutoff = clock.now() - LOST_JOB_GRACE
-            for index, row in enumerate(rows):
+            for index, (identifier, job_rows) in enumerate(jobs.items()):
                 result, live = replies[2 * index], replies[2 * index + 1]
+                ids = [row.id for row in job_rows]
                 if result is not None:
                     if _job_succeeded(result):
-                        done.append(row.id)  # type: ignore[arg-type]
-                        counts["done"] += 1
+                        done.extend(ids)
+                        counts["done"] += len(ids)
                     else:
-                        row.state = "failed"
-                        row.last_error = "consumer job failed after its last try"
-                        counts["failed"] += 1
-                        log.error("outbox.delivery_failed", event_id=row.event_id, consumer=row.consumer, topic=row.topic)
-                elif not live and row.enqueued_at is not None and row.enqueued_at < cutoff:
-                    await self._enqueue(redis, row)
-                    row.enqueued_at = clock.now()
-                    row.attempts += 1
-                    counts["requeued"] += 1
-                    log.warning("outbox.job_requeued", event_id=row.event_id, consumer=row.consumer, attempts=row.attempts)
+                        failed.extend(ids)
+                        counts["failed"] += len(ids)
+                        log.error("outbox.delivery_failed", job_id=identifier, consumer=job_rows[0].consumer, events=len(ids))
+                elif not live and all(row.enqueued_at is not None and row.enqueued_at < cutoff for row in job_rows):
+                    await self._requeue(session, redis, identifier, ids)
+                    counts["requeued"] += len(ids)
+                    log.warning("outbox.job_requeued", job_id=identifier, consumer=job_rows[0].consumer, events=len(ids))
 
             if done:
                 await session.exec(delete(self.model).where(self.model.id.in_(done)))  # type: ignore[union-attr]
+            if failed:
+                await session.exec(
+                    update(self.model)
+                    .where(self.model.id.in_(failed))  # type: ignore[union-attr]
+                    .values(state="failed", last_error="consumer job failed after its last try")
+                )
             await session.commit()
         return counts
+
+    async def _requeue(self, session: AsyncSession, redis: ArqRedis, identifier: str, ids: list[int]) -> None:
+        """Enqueue a vanished job again under its id, rebuilt from all of its rows in their order.
+
+        All rows, not only those this pass saw: the sweep's limit can cut a job in two, and a job
+        rebuilt from half its rows would finish with the other half never applied.
+        """
+        query = select(self.model).where(self.model.id.in_(ids))  # type: ignore[union-attr]
+        if (await session.exec(query.limit(1))).one().job_id is not None:
+            query = select(self.model).where(self.model.job_id == identifier)
+        rows = list((await session.exec(query.order_by(self.model.id))).all())
+        if rows[0].job_id is None:
+            await self._enqueue_single(redis, rows[0].consumer, identifier, rows[0].envelope)
+        else:
+            await self._enqueue_batch(redis, rows[0].consumer, identifier, [row.envelope for row in rows])
+        await session.exec(
+            update(self.model)
+            .where(self.model.id.in_([row.id for row in rows]))  # type: ignore[union-attr]
+            .values(enqueued_at=clock.now(), attempts=self.model.attempts + 1)
+        )
 
     async def run(
         self, db: Database, redis: ArqRedis, *, interval_s: float, sweep: bool, stop: asyncio.Event | None = None

@@ -4,9 +4,9 @@ from typing import Any
 
 from arq.worker import Function, func
 
-from services.kit.consumer import MAX_TRIES, EventConsumer
+from services.kit.consumer import BATCH_TIMEOUT_S, MAX_TRIES, EventConsumer
 from services.kit.contracts import contacts as contact_topics
-from services.kit.outbox import CONSUME_EVENT_JOB, Outbox
+from services.kit.outbox import CONSUME_EVENT_JOB, CONSUME_EVENTS_JOB, Outbox
 from services.kit.worker import build_worker_settings
 from services.sequencer.db import OutboxMessage, ProcessedEvent
 from services.sequencer.enrolments.handlers import HANDLERS
@@ -33,8 +33,8 @@ async def _close_runtime(ctx: Context) -> None:
         await ctx["runtime"].close()
 
 
-def consume_function(consumer: EventConsumer) -> Function:
-    """Return the `consume_event` job, taking turns with the step transactions on SQLite.
+def consume_functions(consumer: EventConsumer) -> list[Function]:
+    """Return the `consume_event` and `consume_events` jobs, taking turns with the step transactions on SQLite.
 
     SQLite has one writer at a time, and its busy handler sleeps up to 100 ms between tries, so
     queueing on the process's lock keeps consumers and senders from stalling each other.
@@ -44,7 +44,14 @@ def consume_function(consumer: EventConsumer) -> Function:
         async with ctx["runtime"].writing():
             return await consumer.consume(ctx, document)
 
-    return func(consume_event, name=CONSUME_EVENT_JOB, max_tries=MAX_TRIES, keep_result=3600)
+    async def consume_events(ctx: Context, documents: list[dict[str, Any]]) -> dict[str, int]:
+        async with ctx["runtime"].writing():
+            return await consumer.consume_batch(ctx, documents)
+
+    return [
+        func(consume_event, name=CONSUME_EVENT_JOB, max_tries=MAX_TRIES, keep_result=3600),
+        func(consume_events, name=CONSUME_EVENTS_JOB, max_tries=MAX_TRIES, keep_result=3600, timeout=BATCH_TIMEOUT_S),
+    ]
 
 
 def worker_settings(settings: SequencerSettings | None = None) -> type:
@@ -52,7 +59,7 @@ def worker_settings(settings: SequencerSettings | None = None) -> type:
     consumer = EventConsumer(ProcessedEvent, {**HANDLERS, contact_topics.CONTACT_ERASED: on_contact_erased})
     return build_worker_settings(
         settings,
-        functions=[consume_function(consumer), run_step_function()],
+        functions=[*consume_functions(consumer), run_step_function()],
         outbox=Outbox(OutboxMessage, service="sequencer", namespace=settings.namespace),
         clients=["contacts"],
         periodic=[heartbeat, sweep_due_steps],

@@ -51,7 +51,7 @@ def test_worker_registers_jobs() -> None:
 
     names = {function.name for function in settings.functions}  # type: ignore[attr-defined]
 
-    assert names == {"consume_event", DELIVERY_JOB}
+    assert names == {"consume_event", "consume_events", DELIVERY_JOB}
 
 
 async def test_delivery_job_sends_row(gateway: Gateway) -> None:

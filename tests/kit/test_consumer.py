@@ -4,10 +4,11 @@ import asyncio
 import uuid
 from typing import Any
 
+import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
-from services.kit.consumer import EventConsumer, retry_delay_s
+from services.kit.consumer import BATCH_CACHE, EventConsumer, retry_delay_s
 from services.kit.contracts import EventEnvelope
 from services.kit.db import Database
 from services.sequencer.db import ProcessedEvent
@@ -65,3 +66,67 @@ def test_retry_delay_grows_and_is_capped() -> None:
     assert retry_delay_s(1) == 0.5
     assert retry_delay_s(2) == 1.0
     assert retry_delay_s(20) == 60.0
+
+
+async def test_batch_applies_each_new_event_once_in_order() -> None:
+    calls: list[str] = []
+
+    async def handler(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
+        calls.append(envelope.id)
+
+    consumer = EventConsumer(ProcessedEvent, {"test.counted": handler})
+    db = Database(SequencerSettings().database_url)
+    earlier, *fresh = [_envelope() for _ in range(4)]
+    await consumer.apply(db, earlier, {})
+    calls.clear()
+
+    outcomes = await consumer.apply_batch(db, [fresh[0], earlier, fresh[1], fresh[0], fresh[2]], {})
+
+    assert calls == [envelope.id for envelope in fresh]
+    assert outcomes == {"applied": 3, "duplicate": 2}
+    await db.dispose()
+
+
+async def test_failing_event_holds_back_only_itself() -> None:
+    calls: list[str] = []
+    broken = _envelope()
+
+    async def handler(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
+        if envelope.id == broken.id:
+            raise RuntimeError("this event cannot be applied yet")
+        calls.append(envelope.id)
+
+    consumer = EventConsumer(ProcessedEvent, {"test.counted": handler})
+    db = Database(SequencerSettings().database_url)
+    before, after = _envelope(), _envelope()
+
+    with pytest.raises(RuntimeError, match="cannot be applied yet"):
+        await consumer.apply_batch(db, [before, broken, after], {})
+
+    assert consumer.split_batches == 1
+    # The batch stopped at the broken event and rolled back; the event-by-event pass applied the others.
+    assert calls == [before.id, before.id, after.id]
+    assert await consumer.apply(db, before, {}) == "duplicate"
+    assert await consumer.apply(db, after, {}) == "duplicate"
+    await db.dispose()
+
+
+async def test_after_batch_hook_runs_once_in_the_batch_transaction() -> None:
+    hooks: list[int] = []
+
+    async def handler(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
+        session.info[BATCH_CACHE].setdefault("seen", []).append(envelope.id)
+
+    async def after_batch(session: AsyncSession, ctx: dict[str, Any]) -> None:
+        hooks.append(len(session.info[BATCH_CACHE]["seen"]))
+
+    consumer = EventConsumer(ProcessedEvent, {"test.counted": handler}, after_batch=after_batch)
+    db = Database(SequencerSettings().database_url)
+    batch = [_envelope() for _ in range(3)]
+
+    await consumer.apply_batch(db, batch, {})
+    await consumer.apply_batch(db, batch, {})
+
+    # The second delivery applied nothing, so it had nothing for the hook to finish.
+    assert hooks == [3]
+    await db.dispose()

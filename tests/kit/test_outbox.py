@@ -11,8 +11,8 @@ from sqlmodel import select
 from services.kit import clock
 from services.kit.app import open_queue
 from services.kit.db import Database
-from services.kit.outbox import Outbox
-from services.kit.queue import ARQ_JOB_KEY_PREFIX, job_id, queue_name
+from services.kit.outbox import CONSUME_EVENTS_JOB, JOB_BATCH_SIZE, Outbox
+from services.kit.queue import ARQ_JOB_KEY_PREFIX, deserialize_job, job_id, queue_name
 from services.contacts.db import OutboxMessage
 from services.contacts.settings import ContactsSettings
 from services.sequencer.settings import SequencerSettings
@@ -55,8 +55,12 @@ def own(environment: Environment) -> Iterator[Environment]:
 
 
 async def _setup(own: Environment) -> tuple[ContactsSettings, Database, ArqRedis, Outbox]:
+    """Connect, and relay what earlier tests left pending, so a test's rows make batches of their own."""
     settings = ContactsSettings(database_url=own.database_urls["contacts"], NURTURE_NAMESPACE=own.namespace)  # type: ignore[call-arg]
-    return settings, Database(settings.database_url), open_queue(settings.redis_url), _outbox(settings)
+    db, redis, outbox = Database(settings.database_url), open_queue(settings.redis_url), _outbox(settings)
+    while await outbox.relay_pending(db, redis):
+        pass
+    return settings, db, redis, outbox
 
 
 async def test_rolled_back_publish_leaves_nothing(own: Environment) -> None:
@@ -90,11 +94,33 @@ async def test_relay_enqueues_with_deterministic_job_id(own: Environment) -> Non
 
     await outbox.relay_pending(db, redis)
 
+    rows = {row.consumer: row for row in await _rows(db, event_id)}
     for consumer in ("scoring", "sequencer"):
-        identifier = job_id(settings.namespace, "evt", event_id, consumer)
+        identifier = job_id(settings.namespace, "evts", consumer, event_id, event_id, "1")
+        assert rows[consumer].job_id == identifier
         assert await redis.exists(ARQ_JOB_KEY_PREFIX + identifier) == 1
         assert await redis.zscore(queue_name(settings.namespace, consumer), identifier) is not None
-    assert {row.state for row in await _rows(db, event_id)} == {"enqueued"}
+    assert {row.state for row in rows.values()} == {"enqueued"}
+    await db.dispose()
+    await redis.aclose()
+
+
+async def test_relay_batches_events_per_consumer_in_order(own: Environment) -> None:
+    settings, db, redis, outbox = await _setup(own)
+    event_ids = [uuid.uuid4().hex for _ in range(JOB_BATCH_SIZE + 5)]
+    for event_id in event_ids:
+        await _publish(db, outbox, event_id)
+
+    while await outbox.relay_pending(db, redis):
+        pass
+
+    for consumer in ("scoring", "sequencer"):
+        first = job_id(settings.namespace, "evts", consumer, event_ids[0], event_ids[JOB_BATCH_SIZE - 1], str(JOB_BATCH_SIZE))
+        second = job_id(settings.namespace, "evts", consumer, event_ids[JOB_BATCH_SIZE], event_ids[-1], "5")
+        for identifier, expected in ((first, event_ids[:JOB_BATCH_SIZE]), (second, event_ids[JOB_BATCH_SIZE:])):
+            job = deserialize_job(await redis.get(ARQ_JOB_KEY_PREFIX + identifier))
+            assert job["f"] == CONSUME_EVENTS_JOB
+            assert [envelope["id"] for envelope in job["a"][0]] == expected
     await db.dispose()
     await redis.aclose()
 
@@ -104,7 +130,7 @@ async def test_sweep_requeues_job_lost_from_redis(own: Environment) -> None:
     event_id = uuid.uuid4().hex
     await _publish(db, outbox, event_id)
     await outbox.relay_pending(db, redis)
-    identifier = job_id(settings.namespace, "evt", event_id, "scoring")
+    identifier = job_id(settings.namespace, "evts", "scoring", event_id, event_id, "1")
     # What a Redis flush does to one job: its record and its place in the queue vanish.
     await redis.delete(ARQ_JOB_KEY_PREFIX + identifier)
     await redis.zrem(queue_name(settings.namespace, "scoring"), identifier)
@@ -116,6 +142,28 @@ async def test_sweep_requeues_job_lost_from_redis(own: Environment) -> None:
     assert await redis.zscore(queue_name(settings.namespace, "scoring"), identifier) is not None
     rows = {row.consumer: row for row in await _rows(db, event_id)}
     assert "scoring" not in rows or rows["scoring"].attempts >= 2
+    await db.dispose()
+    await redis.aclose()
+
+
+async def test_sweep_requeues_a_whole_batch_it_saw_in_part(own: Environment) -> None:
+    settings, db, redis, outbox = await _setup(own)
+    event_ids = [uuid.uuid4().hex for _ in range(3)]
+    for event_id in event_ids:
+        await _publish(db, outbox, event_id)
+    await outbox.relay_pending(db, redis)
+    identifier = job_id(settings.namespace, "evts", "scoring", event_ids[0], event_ids[-1], "3")
+    await redis.delete(ARQ_JOB_KEY_PREFIX + identifier)
+    await redis.zrem(queue_name(settings.namespace, "scoring"), identifier)
+    clock.travel_to(clock.now() + timedelta(seconds=30))
+    first_row = next(row for row in await _rows(db, event_ids[0]) if row.consumer == "scoring")
+
+    async with db.session() as session:
+        await outbox._requeue(session, redis, identifier, [first_row.id])  # type: ignore[list-item]
+        await session.commit()
+
+    job = deserialize_job(await redis.get(ARQ_JOB_KEY_PREFIX + identifier))
+    assert [envelope["id"] for envelope in job["a"][0]] == event_ids
     await db.dispose()
     await redis.aclose()
 
