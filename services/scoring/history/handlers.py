@@ -14,12 +14,13 @@ the pool's connections checked out.
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
-from services.kit.consumer import Handler
+from services.kit.consumer import BATCH_CACHE, IN_BATCH, Handler
 from services.kit.contracts import EventEnvelope
 from services.kit.contracts import contacts as contact_topics
 from services.kit.logging import get_logger
@@ -29,10 +30,12 @@ from services.scoring.history.service import (
     erase_contact,
     is_machine_event,
     lock_contact,
+    lock_existing_contacts,
     store_event,
 )
-from services.scoring.rulesets.service import active_models
-from services.scoring.scores.service import ScoringRun, score_event, score_fit
+from services.scoring.history.models import ContactFacts
+from services.scoring.rulesets.service import ActiveModel, active_models
+from services.scoring.scores.service import ScoringRun, load_books, score_event, score_fit
 
 log = get_logger(__name__)
 
@@ -42,7 +45,14 @@ _contact_waiters: dict[str, int] = {}
 
 @asynccontextmanager
 async def contact_turn(session: AsyncSession, contact_id: str) -> AsyncIterator[None]:
-    """Wait for the jobs of this process on the same contact. Across processes the database lock decides."""
+    """Wait for the jobs of this process on the same contact. Across processes the database lock decides.
+
+    A batch keeps its contacts locked in the database until it commits, so it skips the in-process
+    lock, which it could otherwise wait on for ever; the database lock alone then decides.
+    """
+    if session.info.get(IN_BATCH):
+        yield
+        return
     lock = _contact_locks.setdefault(contact_id, asyncio.Lock())
     _contact_waiters[contact_id] = _contact_waiters.get(contact_id, 0) + 1
     try:
@@ -59,6 +69,73 @@ async def contact_turn(session: AsyncSession, contact_id: str) -> AsyncIterator[
             del _contact_locks[contact_id]
 
 
+async def _active_models(session: AsyncSession) -> list[ActiveModel]:
+    """Return the active models, compiled once per batch rather than once per event."""
+    cache = session.info.get(BATCH_CACHE)
+    if cache is None:
+        return await active_models(session)
+    if "active_models" not in cache:
+        cache["active_models"] = await active_models(session)
+    return cache["active_models"]  # type: ignore[no-any-return]
+
+
+def _scoring_run(session: AsyncSession, ctx: dict[str, Any], *, source: str, now: datetime) -> ScoringRun:
+    """Start the scoring of one event; the runs of a batch share the thresholds and books they load."""
+    run = ScoringRun(session, ctx["outbox"], source=source, now=now)
+    cache = session.info.get(BATCH_CACHE)
+    if cache is not None:
+        run._thresholds = cache.setdefault("thresholds", {})
+        run.books = cache.setdefault("books", {})
+    return run
+
+
+async def _lock(session: AsyncSession, contact_id: str, now: datetime) -> ContactFacts | None:
+    """Lock the contact for the transaction; a batch locks each of its contacts once."""
+    cache = session.info.get(BATCH_CACHE)
+    if cache is None:
+        return await lock_contact(session, contact_id, now)
+    locked = cache.setdefault("locked", {})
+    if contact_id not in locked:
+        locked[contact_id] = await lock_contact(session, contact_id, now)
+    return locked[contact_id]  # type: ignore[no-any-return]
+
+
+async def prefetch_batch(session: AsyncSession, envelopes: list[EventEnvelope], ctx: dict[str, Any]) -> None:
+    """Lock a batch's contacts and load their books with a few statements instead of a few per event."""
+    contact_ids = sorted({contact_id for envelope in envelopes if (contact_id := _contact_of(envelope))})
+    if not contact_ids:
+        return
+
+    cache = session.info[BATCH_CACHE]
+    locked = cache.setdefault("locked", {})
+    for facts in await lock_existing_contacts(session, contact_ids):
+        locked[facts.contact_id] = facts
+
+    names = tuple(model.name for model in await _active_models(session))
+    if names:
+        books = await load_books(session, contact_ids, names)
+        cache.setdefault("books", {}).update({(contact_id, names): book for contact_id, book in books.items()})
+
+
+def _contact_of(envelope: EventEnvelope) -> str | None:
+    payload = envelope.payload
+    if envelope.topic == contact_topics.EVENT_RECORDED:
+        return payload.get("event", {}).get("contact_id")  # type: ignore[no-any-return]
+    if envelope.topic == contact_topics.CONTACT_CHANGED:
+        return payload.get("contact", {}).get("id")  # type: ignore[no-any-return]
+    return payload.get("contact_id")  # type: ignore[no-any-return]
+
+
+def _forget(session: AsyncSession, contact_id: str) -> None:
+    """Drop an erased contact from the batch's caches, so later events of the batch find it erased."""
+    cache = session.info.get(BATCH_CACHE)
+    if cache is None:
+        return
+    cache.setdefault("locked", {})[contact_id] = None
+    for key in [key for key in cache.get("books", {}) if key[0] == contact_id]:
+        del cache["books"][key]
+
+
 async def on_event_recorded(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
     """Keep the event in the history, then score it against every active model."""
     event = contact_topics.EventRecorded.model_validate(envelope.payload).event
@@ -68,7 +145,7 @@ async def on_event_recorded(session: AsyncSession, envelope: EventEnvelope, ctx:
 
 async def _score_recorded_event(session: AsyncSession, event: contact_topics.TimelineEvent, ctx: dict[str, Any]) -> None:
     now = clock.now()
-    facts = await lock_contact(session, event.contact_id, now)
+    facts = await _lock(session, event.contact_id, now)
     if facts is None:
         log.info("event.dropped_for_erased_contact", event_id=event.id, contact_id=event.contact_id)
         return
@@ -78,8 +155,8 @@ async def _score_recorded_event(session: AsyncSession, event: contact_topics.Tim
         log.debug("event.machine_not_scored", event_id=event.id, contact_id=event.contact_id)
         return
 
-    run = ScoringRun(session, ctx["outbox"], source="event", now=now)
-    await score_event(run, facts, stored, await active_models(session))
+    run = _scoring_run(session, ctx, source="event", now=now)
+    await score_event(run, facts, stored, await _active_models(session))
     await session.flush()
 
 
@@ -94,7 +171,7 @@ async def _apply_snapshot(
     session: AsyncSession, snapshot: contact_topics.ContactSnapshot, envelope: EventEnvelope, ctx: dict[str, Any]
 ) -> None:
     now = clock.now()
-    facts = await lock_contact(session, snapshot.id, now)
+    facts = await _lock(session, snapshot.id, now)
     if facts is None:
         return
     if not apply_snapshot(facts, snapshot.model_dump(mode="json"), envelope.occurred_at, now):
@@ -102,8 +179,8 @@ async def _apply_snapshot(
         return
     session.add(facts)
 
-    run = ScoringRun(session, ctx["outbox"], source="contact", now=now)
-    await score_fit(run, facts, await active_models(session))
+    run = _scoring_run(session, ctx, source="contact", now=now)
+    await score_fit(run, facts, await _active_models(session))
     await session.flush()
 
 
@@ -116,15 +193,15 @@ async def on_stage_changed(session: AsyncSession, envelope: EventEnvelope, ctx: 
 
 async def _apply_stage(session: AsyncSession, change: contact_topics.StageChanged, ctx: dict[str, Any]) -> None:
     now = clock.now()
-    facts = await lock_contact(session, change.contact_id, now)
+    facts = await _lock(session, change.contact_id, now)
     if facts is None:
         return
     apply_stage(facts, change.to_stage, change.at)
     facts.updated_at = now
     session.add(facts)
 
-    run = ScoringRun(session, ctx["outbox"], source="contact", now=now)
-    await score_fit(run, facts, await active_models(session))
+    run = _scoring_run(session, ctx, source="contact", now=now)
+    await score_fit(run, facts, await _active_models(session))
     await session.flush()
 
 
@@ -133,8 +210,9 @@ async def on_contact_erased(session: AsyncSession, envelope: EventEnvelope, ctx:
     erased = contact_topics.ContactErased.model_validate(envelope.payload)
     now = clock.now()
     async with contact_turn(session, erased.contact_id):
-        await lock_contact(session, erased.contact_id, now)
+        await _lock(session, erased.contact_id, now)
         await erase_contact(session, erased.contact_id, now)
+        _forget(session, erased.contact_id)
     log.info("contact.erased", contact_id=erased.contact_id)
 
 

@@ -103,6 +103,22 @@ async def lock_contacts(session: AsyncSession, contact_ids: Sequence[str]) -> No
     await session.exec(statement)  # type: ignore[call-overload]
 
 
+async def lock_existing_contacts(session: AsyncSession, contact_ids: Sequence[str]) -> list[ContactFacts]:
+    """Lock the contacts that have a facts row, in contact-id order, and return their rows.
+
+    Contacts without a row are left to `lock_contact`, which creates the row or finds the erasure.
+    """
+    if not contact_ids:
+        return []
+    await lock_contacts(session, contact_ids)
+    query = (
+        select(ContactFacts)
+        .where(col(ContactFacts.contact_id).in_(sorted(contact_ids)))
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.exec(query)).all())
+
+
 async def store_event(session: AsyncSession, event: TimelineEvent) -> ScoredEvent:
     """Keep an event in the history, once per id, and return it as stored.
 

@@ -101,6 +101,15 @@ class ScoringRun:
     # The models whose thresholds the first lookup loads at once.
     models: Sequence[str] = ()
     _thresholds: dict[str, list[ScoreThreshold]] = field(default_factory=dict)
+    # The books this run's transaction has loaded, by contact and models; a batch of events shares them.
+    books: dict[tuple[str, tuple[str, ...]], "ContactBook"] = field(default_factory=dict)
+
+    async def book(self, contact_id: str) -> "ContactBook":
+        """Return the contact's book for this run's models, read once per transaction."""
+        key = (contact_id, tuple(self.models))
+        if key not in self.books:
+            self.books[key] = (await load_books(self.session, [contact_id], self.models))[contact_id]
+        return self.books[key]
 
     async def thresholds(self, model: str) -> list[ScoreThreshold]:
         if model not in self._thresholds:
@@ -211,7 +220,7 @@ async def score_event(
     if not models:
         return
     run.models = [model.name for model in models]
-    book = (await load_books(run.session, [facts.contact_id], run.models))[facts.contact_id]
+    book = await run.book(facts.contact_id)
     contact = contact_document(facts)
     window, types = _pattern_reach(models)
     recent = await recent_events(run.session, event, window=window, types=types)
@@ -253,7 +262,7 @@ async def score_fit(run: ScoringRun, facts: ContactFacts, models: Sequence[Activ
     if not models:
         return
     run.models = [model.name for model in models]
-    book = (await load_books(run.session, [facts.contact_id], run.models))[facts.contact_id]
+    book = await run.book(facts.contact_id)
     contact = contact_document(facts)
     for model in models:
         matches = match_fit(model.compiled, contact=contact)

@@ -14,12 +14,11 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
-from services.kit.consumer import EventConsumer
 from services.kit.contracts import EventEnvelope
 from services.kit.contracts import contacts as topics
 from services.kit.outbox import Outbox
-from services.scoring.db import OutboxMessage, ProcessedEvent
-from services.scoring.history.handlers import HANDLERS
+from services.scoring.db import OutboxMessage
+from services.scoring.worker import event_consumer
 from tests.support.workers import drain_queue
 
 # A Monday at noon, so day, week and month caps start on known boundaries.
@@ -115,7 +114,7 @@ class ScoringHarness:
     def __init__(self, app: FastAPI, client: httpx.AsyncClient) -> None:
         self.app = app
         self.client = client
-        self.consumer = EventConsumer(ProcessedEvent, HANDLERS)
+        self.consumer = event_consumer()
         self.outbox = RecordingOutbox(app.state.outbox)
         self.models: list[str] = []
 
@@ -127,6 +126,10 @@ class ScoringHarness:
     async def deliver(self, *envelopes: EventEnvelope) -> list[str]:
         """Apply events as the worker's consumer does; return each outcome (applied, duplicate, ...)."""
         return [await self.consumer.apply(self.app.state.db, item, self.ctx) for item in envelopes]
+
+    async def deliver_batch(self, *envelopes: EventEnvelope) -> dict[str, int]:
+        """Apply events as one batch, as the worker's `consume_events` job does; count the outcomes."""
+        return dict(await self.consumer.apply_batch(self.app.state.db, list(envelopes), self.ctx))
 
     async def put_model(self, document: dict[str, Any], *, name: str | None = None) -> dict[str, Any]:
         name = name or unique_name("model")

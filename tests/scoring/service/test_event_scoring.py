@@ -319,3 +319,58 @@ async def test_export_holds_everything_about_the_contact(scoring: ScoringHarness
     assert [event["type"] for event in export["events"]] == ["email_clicked"]
     assert export["events"][0]["properties"] == {"url": "https://acme.example/x"}
     assert export["scores"]["models"][model]["total"] == 13
+
+
+def _history(contact: str) -> list[Any]:
+    """Facts, then events over two days that touch every rule kind, in the order they happen."""
+    pricing = {"url": "https://acme.example/pricing"}
+    return [
+        changed(contact, attributes={"job_title": "VP Sales"}, company={"size": 2000}),
+        recorded(contact, "page_view", at=NOW - timedelta(days=2), properties=pricing),
+        recorded(contact, "email_clicked", at=NOW - timedelta(days=1)),
+        recorded(contact, "page_view", at=NOW - timedelta(hours=20), properties=pricing),
+        recorded(contact, "content_downloaded", at=NOW - timedelta(hours=3)),
+        recorded(contact, "content_downloaded", at=NOW - timedelta(hours=2)),
+        recorded(contact, "content_downloaded", at=NOW - timedelta(hours=1)),
+        stage_changed(contact, "lead", at=NOW - timedelta(minutes=30)),
+        recorded(contact, "page_view", at=NOW - timedelta(minutes=10), properties=pricing),
+    ]
+
+
+def _ledger(score: dict[str, Any]) -> list[tuple[str, float]]:
+    return sorted((row["rule"], row["points"]) for row in score["ledger"])
+
+
+async def test_a_batch_scores_as_its_events_one_by_one(scoring: ScoringHarness) -> None:
+    clock.freeze(NOW)
+    model = await _model(scoring)
+    one_by_one, batched, other = new_id(), new_id(), new_id()
+
+    for item in _history(one_by_one):
+        await scoring.deliver(item)
+    # Another contact's events in between, as a real batch mixes contacts.
+    mixed = [item for pair in zip(_history(batched), _history(other)) for item in pair]
+    outcomes = await scoring.deliver_batch(*mixed)
+
+    assert outcomes == {"applied": len(mixed)}
+    assert scoring.consumer.split_batches == 0
+    expected, got = await scoring.model_score(one_by_one, model), await scoring.model_score(batched, model)
+    assert (got["total"], got["fit"], got["engagement"]) == (expected["total"], expected["fit"], expected["engagement"])
+    assert _ledger(got) == _ledger(expected)
+    assert got["total"] > 0
+
+
+async def test_events_after_an_erasure_in_the_same_batch_are_dropped(scoring: ScoringHarness) -> None:
+    clock.freeze(NOW)
+    await _model(scoring)
+    contact = new_id()
+    history = _history(contact)
+
+    await scoring.deliver_batch(*history[:3], erased(contact), *history[3:])
+
+    assert scoring.consumer.split_batches == 0
+    async with scoring.app.state.db.session() as session:
+        assert (await session.exec(select(LedgerRow).where(LedgerRow.contact_id == contact))).all() == []
+        assert (await session.exec(select(ScoredEvent).where(ScoredEvent.contact_id == contact))).all() == []
+        assert await session.get(ContactFacts, contact) is None
+        assert await session.get(ErasedContact, erased_key(contact)) is not None
