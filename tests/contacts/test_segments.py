@@ -57,14 +57,21 @@ async def _event(client: httpx.AsyncClient, contact_id: str, type_: str, at: dat
     assert (await client.post("/events", json=body)).status_code == 202
 
 
-async def _score(app: FastAPI, contact_id: str, total: float) -> None:
-    handlers = worker_settings(app.state.settings).functions[0].coroutine.__self__.handlers  # type: ignore[attr-defined]
+def _score_changed(contact_id: str, total: float) -> EventEnvelope:
     payload = scoring_topics.ScoreChanged(contact_id=contact_id, model="default", total=total, fit=total / 2, engagement=total / 2, at=clock.now())
-    envelope = EventEnvelope(
+    return EventEnvelope(
         id=uuid.uuid4().hex, topic=scoring_topics.SCORE_CHANGED, producer="scoring", occurred_at=payload.at,
         payload=payload.model_dump(mode="json"),
     )
-    assert await EventConsumer(ProcessedEvent, handlers).apply(app.state.db, envelope, worker_context(app)) == "applied"
+
+
+def _worker_consumer(app: FastAPI) -> EventConsumer:
+    """The contacts worker's own consumer, with its handlers and its hook for batches."""
+    return worker_settings(app.state.settings).functions[0].coroutine.__self__  # type: ignore[attr-defined, no-any-return]
+
+
+async def _score(app: FastAPI, contact_id: str, total: float) -> None:
+    assert await _worker_consumer(app).apply(app.state.db, _score_changed(contact_id, total), worker_context(app)) == "applied"
 
 
 _SHARED: dict[str, Scope] = {}
@@ -220,6 +227,24 @@ async def test_membership_follows_scores(contacts_app: Apps) -> None:
     await _score(app, contact, 20)
 
     assert (entered, await scope.members_of(segment["id"])) == ({"ann"}, set())
+
+
+async def test_a_batch_of_score_changes_updates_membership_once_at_its_end(contacts_app: Apps) -> None:
+    app, client = contacts_app
+    scope = Scope(client)
+    ann, bob, cid = [await scope.contact(name) for name in ("ann", "bob", "cid")]
+    segment = (await client.post("/segments", json={"name": "hot", "filter": scope.filter({"field": "score.default", "op": "gte", "value": 50})})).json()
+    consumer = _worker_consumer(app)
+    # Ann rises and falls within the batch, Bob rises, Cid falls below from above.
+    await _score(app, cid, 70)
+    batch = [_score_changed(ann, 60), _score_changed(bob, 51), _score_changed(ann, 10), _score_changed(cid, 5)]
+
+    outcomes = await consumer.apply_batch(app.state.db, batch, worker_context(app))
+
+    assert (outcomes, consumer.split_batches) == ({"applied": 4}, 0)
+    assert await scope.members_of(segment["id"]) == {"bob"}
+    entered = await published(app, topics.SEGMENT_ENTERED, segment_id=segment["id"])
+    assert sorted(item["contact_id"] for item in entered) == sorted([bob, cid])
 
 
 async def test_membership_follows_consent(contacts_app: Apps) -> None:

@@ -11,6 +11,7 @@ from services.contacts.publishing import flush_changes
 from services.contacts.stages.machine import Stage
 from services.contacts.stages.models import StageChange
 from services.contacts.stages.service import change_stage
+from services.kit.consumer import BATCH_CACHE
 from services.kit.contracts import EventEnvelope
 from services.kit.contracts.scoring import MqlReached, ScoreChanged
 from services.kit.logging import get_logger
@@ -20,6 +21,8 @@ log = get_logger(__name__)
 SCORING_ACTOR = "scoring"
 # Scoring promotes only from these stages; a contact at sql or later is never demoted.
 _PROMOTABLE = (Stage.SUBSCRIBER.value, Stage.LEAD.value)
+# Where a batch keeps the contacts whose score changed, in the consumer's batch cache.
+_BATCH_SCORED = "scored"
 
 
 async def on_score_changed(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
@@ -38,9 +41,21 @@ async def on_score_changed(session: AsyncSession, envelope: EventEnvelope, ctx: 
     }
     session.add(contact)
 
+    batch = session.info.get(BATCH_CACHE)
+    if batch is not None:
+        # Segments are brought up to date once for the whole batch, in `flush_batch_scores`.
+        batch.setdefault(_BATCH_SCORED, ContactChanges()).score(contact.id)
+        return
     changes = ContactChanges()
     changes.score(contact.id)
     await flush_changes(session, ctx["outbox"], changes, ctx["settings"])
+
+
+async def flush_batch_scores(session: AsyncSession, ctx: dict[str, Any]) -> None:
+    """Re-segment, once, the contacts whose score a batch of events changed."""
+    changes = session.info.get(BATCH_CACHE, {}).get(_BATCH_SCORED)
+    if changes is not None:
+        await flush_changes(session, ctx["outbox"], changes, ctx["settings"])
 
 
 async def on_mql_reached(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
