@@ -16,6 +16,7 @@ from bench.runner import RunOptions, run
 from bench.sizes import SCALES
 from bench.stack import DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL
 from services.kit.logging import configure_logging
+from services.kit.outbox import JOB_BATCH_SIZE
 
 app = typer.Typer(help="Benchmarks of the nurture platform against bare floors measured in the same run.", no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console()
@@ -70,7 +71,8 @@ def run_command(
 def consumer_command(
     database_url: Annotated[str | None, typer.Option(help="An empty scoring database to migrate and use; a temporary SQLite file when omitted")] = None,
     events: Annotated[int, typer.Option(help="Events spread over events/4 contacts; then events/4 more for one contact")] = 2000,
-    concurrency: Annotated[int, typer.Option(help="Jobs applied at once, as one worker runs them")] = 20,
+    concurrency: Annotated[int, typer.Option(help="Jobs applied at once with --batch 1, as one worker runs them")] = 20,
+    batch: Annotated[int, typer.Option(help="Events per job; 1 applies each event in a transaction of its own")] = JOB_BATCH_SIZE,
     profile: Annotated[Path | None, typer.Option(help="Write a pyinstrument HTML profile of the run to this file")] = None,
 ) -> None:
     """Measure the scoring consumer alone in this process, optionally under pyinstrument."""
@@ -91,14 +93,15 @@ def consumer_command(
 
             profiler = Profiler(async_mode="enabled")
             profiler.start()
-        rates = asyncio.run(measure_consumer(url, events, concurrency))
+        rates = asyncio.run(measure_consumer(url, events, concurrency, batch))
         if profiler is not None and profile is not None:
             profiler.stop()
             profile.write_text(profiler.output_html())
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
-    console.print(f"Python {platform.python_version()}, {url.split(':', 1)[0]}, {concurrency} jobs at once, default model")
+    how = f"batches of {batch}, one at a time" if batch > 1 else f"one event per job, {concurrency} jobs at once"
+    console.print(f"Python {platform.python_version()}, {url.split(':', 1)[0]}, {how}, default model")
     console.print(f"  {events:,} events over {max(1, events // 4):,} contacts: {rates.many_contacts:,.0f} events/s")
     console.print(f"  {max(1, events // 4):,} events for one contact: {rates.one_contact:,.0f} events/s")
     if profile is not None:

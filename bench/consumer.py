@@ -1,9 +1,11 @@
 """The scoring consumer alone, in this process: how many `contact.event_recorded` events a second it applies.
 
 It migrates a fresh database, which installs the `default` model and its reference rule set. Then
-it applies events through the real consumer with `concurrency` jobs at once, as a worker does. The
-first events are spread over many contacts (four events each), the rest all go to one contact. No HTTP, Redis or other
-service takes part, so a profile of this run shows the scoring path alone.
+it applies events through the real consumer, as a worker does: in batches of `JOB_BATCH_SIZE`, one
+batch at a time, or with `--batch 1` one event per job with `concurrency` jobs at once, as the worker
+did before the relay batched events. The first events are spread over many contacts (four events
+each), the rest all go to one contact. No HTTP, Redis or other service takes part, so a profile of
+this run shows the scoring path alone.
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.kit.consumer import EventConsumer
 from services.kit.contracts import EventEnvelope
 from services.kit.contracts import contacts as topics
 from services.kit.db import Database
-from services.kit.outbox import Outbox
-from services.scoring.db import OutboxMessage, ProcessedEvent
-from services.scoring.history.handlers import HANDLERS
+from services.kit.outbox import JOB_BATCH_SIZE, Outbox
+from services.scoring.db import OutboxMessage
+from services.scoring.worker import event_consumer
 
 EVENT_TYPES = [
     ("page_view", {"url": "https://acme.example/pricing"}),
@@ -59,9 +60,15 @@ def _events(contacts: list[str], count: int) -> list[EventEnvelope]:
     return envelopes
 
 
-async def _apply_all(db: Database, envelopes: list[EventEnvelope], concurrency: int) -> float:
-    consumer = EventConsumer(ProcessedEvent, HANDLERS)
+async def _apply_all(db: Database, envelopes: list[EventEnvelope], concurrency: int, batch: int) -> float:
+    consumer = event_consumer()
     ctx: dict[str, Any] = {"outbox": Outbox(OutboxMessage, service="scoring", namespace="benchmark")}
+    started = time.perf_counter()
+    if batch > 1:
+        for start in range(0, len(envelopes), batch):
+            await consumer.apply_batch(db, envelopes[start : start + batch], ctx)
+        return len(envelopes) / (time.perf_counter() - started)
+
     queue: asyncio.Queue[EventEnvelope] = asyncio.Queue()
     for envelope in envelopes:
         queue.put_nowait(envelope)
@@ -70,18 +77,17 @@ async def _apply_all(db: Database, envelopes: list[EventEnvelope], concurrency: 
         while not queue.empty():
             await consumer.apply(db, queue.get_nowait(), ctx)
 
-    started = time.perf_counter()
     await asyncio.gather(*(work() for _ in range(concurrency)))
     return len(envelopes) / (time.perf_counter() - started)
 
 
-async def measure_consumer(url: str, events: int, concurrency: int) -> ConsumerRates:
+async def measure_consumer(url: str, events: int, concurrency: int, batch: int = JOB_BATCH_SIZE) -> ConsumerRates:
     """Apply `events` events over events/4 contacts, then events/4 for one contact; return both rates."""
     db = Database(url)
     try:
         contacts = [uuid.uuid4().hex for _ in range(max(1, events // 4))]
-        many = await _apply_all(db, _events(contacts, events), concurrency)
-        one = await _apply_all(db, _events([uuid.uuid4().hex], max(1, events // 4)), concurrency)
+        many = await _apply_all(db, _events(contacts, events), concurrency, batch)
+        one = await _apply_all(db, _events([uuid.uuid4().hex], max(1, events // 4)), concurrency, batch)
     finally:
         await db.dispose()
     return ConsumerRates(many, one)

@@ -4,17 +4,23 @@ Throughput posts one page view per contact, `IN_FLIGHT` batches at a time, and e
 event's ledger row is written. The lag run offers a steady rate in small batches every 100 ms and
 takes, per event, the time from the gateway's 202 to its ledger row. The bare floor pushes the same
 events through the least work the path needs (see bench/floor.py), in the same run.
+
+During the throughput run the CPU time of every service and worker process is read from /proc, so
+the report shows which process an event costs most, in milliseconds of CPU per event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from bench.context import RunContext
 from bench.floor import ingest_floor
+from bench.memory import INFRASTRUCTURE
 from bench.results import Figure, Target, percentile
 from bench.workload import batches, page_views, post_batch, scored_count, scored_times
 from services.kit import clock
@@ -44,16 +50,37 @@ async def post_all(ctx: RunContext, parts: list[list[dict[str, Any]]], accepted:
     await asyncio.gather(*(sender() for _ in range(IN_FLIGHT)))
 
 
-async def throughput(ctx: RunContext, prefix: str, label: str) -> float:
-    """Post `ingest_events` events and return events per second, from the first post to the last score."""
+def cpu_seconds(pid: int) -> float:
+    """Return the CPU time a process has used so far, user and system, in seconds (Linux only)."""
+    # The fields after the command name, which may hold spaces, start at the state; utime and
+    # stime are the 14th and 15th fields of the whole line.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _service_cpu(ctx: RunContext) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in ctx.stack.processes().items() if name not in INFRASTRUCTURE}
+
+
+async def throughput(ctx: RunContext, prefix: str, label: str, cpu_ms: dict[str, float] | None = None) -> float:
+    """Post `ingest_events` events and return events per second, from the first post to the last score.
+
+    With `cpu_ms`, fill it with each process's CPU time per event in milliseconds.
+    """
     contacts = [index % ctx.scale.contacts for index in range(ctx.scale.ingest_events)]
     events = page_views(prefix, contacts)
     task = ctx.task(f"{label}: events scored", len(events))
     accepted: dict[str, datetime] = {}
+    cpu_before = _service_cpu(ctx)
     started = datetime.now(UTC)
     await post_all(ctx, batches(events, ctx.scale.batch_size), accepted)
     await ctx.wait_for(lambda: scored_count(ctx.scoring, prefix), len(events), task, what=label)
 
+    cpu_after = _service_cpu(ctx)
+    if cpu_ms is not None:
+        for name, before in cpu_before.items():
+            if name in cpu_after:
+                cpu_ms[name] = 1000 * (cpu_after[name] - before) / len(events)
     last = max((await scored_times(ctx.scoring, prefix)).values())
     elapsed = (last - clock.offset() - started).total_seconds()
     return len(events) / elapsed
@@ -108,12 +135,18 @@ async def steady_lag(ctx: RunContext) -> tuple[list[float], float]:
 async def run_ingest(ctx: RunContext) -> float:
     """Measure the floor, the platform's throughput and its lag; add the figures and return the throughput."""
     floor = await floor_throughput(ctx)
-    rate = await throughput(ctx, "ingest", "ingest")
+    cpu_ms: dict[str, float] = {}
+    rate = await throughput(ctx, "ingest", "ingest", cpu_ms)
     ctx.report.add(Figure(
         "ingest", "throughput, accepted to scored", rate, "events/s", floor=floor,
         target=Target(2000, True, "≥ 2,000 events/s"), ratio_target=Target(0.25, True, "≥ ¼ of the floor"),
         note=f"{ctx.scale.ingest_events:,} events in batches of {ctx.scale.batch_size}, {IN_FLIGHT} in flight",
     ))
+    for name, value in sorted(cpu_ms.items(), key=lambda item: -item[1]):
+        ctx.report.add(Figure(
+            "ingest", f"{name} CPU per event", value, "ms",
+            note="CPU time of the process during the throughput run, divided by the events",
+        ))
 
     lags, offered = await steady_lag(ctx)
     note = f"{len(lags):,} events offered at {offered:,.0f} events/s (asked {ctx.scale.lag_rate})"
