@@ -52,8 +52,8 @@ async def post_all(ctx: RunContext, parts: list[list[dict[str, Any]]], accepted:
 
 def cpu_seconds(pid: int) -> float:
     """Return the CPU time a process has used so far, user and system, in seconds (Linux only)."""
-    # The fields after the command name, which may hold spaces, start at the state; utime and
-    # stime are the 14th and 15th fields of the whole line.
+    # The command name may hold spaces, so the split starts after its closing parenthesis.
+    # utime and stime are the 14th and 15th fields of the whole line.
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 

@@ -9,7 +9,7 @@ from services.kit.contracts import contacts as contact_topics
 from services.kit.outbox import CONSUME_EVENT_JOB, CONSUME_EVENTS_JOB, Outbox
 from services.kit.worker import build_worker_settings
 from services.sequencer.db import OutboxMessage, ProcessedEvent
-from services.sequencer.enrolments.handlers import HANDLERS
+from services.sequencer.enrolments.handlers import HANDLERS, prefetch_batch
 from services.sequencer.enrolments.runtime import beat, build_runtime
 from services.sequencer.enrolments.tasks import heartbeat, run_step_function, sweep_due_steps
 from services.sequencer.privacy.handlers import on_contact_erased
@@ -54,9 +54,15 @@ def consume_functions(consumer: EventConsumer) -> list[Function]:
     ]
 
 
+def event_consumer() -> EventConsumer:
+    """Return the consumer of the events the sequencer subscribes to, as its worker runs it."""
+    handlers = {**HANDLERS, contact_topics.CONTACT_ERASED: on_contact_erased}
+    return EventConsumer(ProcessedEvent, handlers, prefetch=prefetch_batch)
+
+
 def worker_settings(settings: SequencerSettings | None = None) -> type:
     settings = settings or SequencerSettings()
-    consumer = EventConsumer(ProcessedEvent, {**HANDLERS, contact_topics.CONTACT_ERASED: on_contact_erased})
+    consumer = event_consumer()
     return build_worker_settings(
         settings,
         functions=[*consume_functions(consumer), run_step_function()],

@@ -229,7 +229,7 @@ async def test_membership_follows_scores(contacts_app: Apps) -> None:
     assert (entered, await scope.members_of(segment["id"])) == ({"ann"}, set())
 
 
-async def test_a_batch_of_score_changes_updates_membership_once_at_its_end(contacts_app: Apps) -> None:
+async def test_score_batch_resegments_at_end(contacts_app: Apps) -> None:
     app, client = contacts_app
     scope = Scope(client)
     ann, bob, cid = [await scope.contact(name) for name in ("ann", "bob", "cid")]

@@ -111,7 +111,7 @@ async def test_failing_event_holds_back_only_itself() -> None:
     await db.dispose()
 
 
-async def test_after_batch_hook_runs_once_in_the_batch_transaction() -> None:
+async def test_after_batch_runs_once() -> None:
     hooks: list[int] = []
 
     async def handler(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:

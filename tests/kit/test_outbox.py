@@ -146,7 +146,7 @@ async def test_sweep_requeues_job_lost_from_redis(own: Environment) -> None:
     await redis.aclose()
 
 
-async def test_sweep_requeues_a_whole_batch_it_saw_in_part(own: Environment) -> None:
+async def test_requeue_rebuilds_whole_batch(own: Environment) -> None:
     settings, db, redis, outbox = await _setup(own)
     event_ids = [uuid.uuid4().hex for _ in range(3)]
     for event_id in event_ids:

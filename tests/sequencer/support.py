@@ -24,20 +24,17 @@ from sqlalchemy.engine import make_url
 from sqlmodel import col, func, select
 
 from services.kit import clock
-from services.kit.consumer import EventConsumer
 from services.kit.contracts import EventEnvelope
 from services.kit.migrations import ensure_database, upgrade
-from services.sequencer.db import ProcessedEvent
-from services.sequencer.enrolments.handlers import HANDLERS
 from services.sequencer.enrolments.models import Enrolment, StepRun
 from services.sequencer.enrolments.runtime import Runtime
 from services.sequencer.enrolments.tasks import sweep_once
-from services.sequencer.privacy.handlers import on_contact_erased
 from services.sequencer.settings import SequencerSettings
+from services.sequencer.worker import event_consumer
 from services.cli.supervisor import free_port
 from tests.support.environment import TestEnvironment
 
-CONSUMER = EventConsumer(ProcessedEvent, {**HANDLERS, "contact.erased": on_contact_erased})
+CONSUMER = event_consumer()
 
 
 @dataclass
@@ -98,17 +95,25 @@ def sequencer_settings(database_url: str, namespace: str, **overrides: Any) -> S
     return SequencerSettings(**values)
 
 
+def _envelope(topic: str, payload: dict[str, Any], occurred_at: datetime | None = None) -> EventEnvelope:
+    return EventEnvelope(
+        id=uuid.uuid4().hex, topic=topic, producer="contacts", occurred_at=occurred_at or clock.now(), payload=payload
+    )
+
+
+def _context(runtime: Runtime) -> dict[str, Any]:
+    return {"settings": runtime.settings, "redis": runtime.redis, "clients": {}, "outbox": runtime.outbox}
+
+
 async def deliver(runtime: Runtime, topic: str, payload: dict[str, Any], *, occurred_at: datetime | None = None) -> str:
     """Apply one published event through the sequencer's real consumer."""
-    envelope = EventEnvelope(
-        id=uuid.uuid4().hex,
-        topic=topic,
-        producer="contacts",
-        occurred_at=occurred_at or clock.now(),
-        payload=payload,
-    )
-    ctx = {"settings": runtime.settings, "redis": runtime.redis, "clients": {}, "outbox": runtime.outbox}
-    return await CONSUMER.apply(runtime.db, envelope, ctx)
+    return await CONSUMER.apply(runtime.db, _envelope(topic, payload, occurred_at), _context(runtime))
+
+
+async def deliver_batch(runtime: Runtime, events: list[tuple[str, dict[str, Any]]]) -> dict[str, int]:
+    """Apply events as one batch, as the worker's `consume_events` job does; count the outcomes."""
+    envelopes = [_envelope(topic, payload) for topic, payload in events]
+    return dict(await CONSUMER.apply_batch(runtime.db, envelopes, _context(runtime)))
 
 
 def snapshot(contact_id: str, email: str, **fields: Any) -> dict[str, Any]:

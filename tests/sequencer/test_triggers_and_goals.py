@@ -9,7 +9,16 @@ from sqlmodel import select
 from services.kit import clock
 from services.sequencer.enrolments.models import Enrolment
 from services.sequencer.enrolments.runtime import Runtime
-from tests.sequencer.support import Sink, add_contact, deliver, live_through, timeline_event
+from tests.sequencer.support import (
+    CONSUMER,
+    Sink,
+    add_contact,
+    deliver,
+    deliver_batch,
+    live_through,
+    snapshot,
+    timeline_event,
+)
 
 START = datetime(2024, 6, 3, 8, 0, tzinfo=UTC)
 
@@ -68,6 +77,30 @@ async def test_pricing_page_visit_enrols(api, runtime: Runtime, sink: Sink) -> N
     await live_through(runtime, START, sequence_id=sequence_id)
     assert len(sink.handler.to("visitor@example.com")) == 1
     assert sink.handler.to("browser@example.com") == []
+
+
+async def test_batch_enrols_new_and_skips_erased(api, runtime: Runtime) -> None:
+    _, client = api
+    clock.freeze(START)
+    sequence_id = await make_sequence(client, PRICING)
+    known, leaving, new = await add_contact(runtime), await add_contact(runtime), uuid.uuid4().hex
+    splits = CONSUMER.split_batches
+    visit = {"url": "https://acme.test/pricing"}
+
+    outcomes = await deliver_batch(runtime, [
+        ("contact.event_recorded", timeline_event(known, "page_view", visit)),
+        ("contact.erased", {"contact_id": leaving}),
+        ("contact.changed", snapshot(new, "new@example.com")),
+        ("contact.event_recorded", timeline_event(leaving, "page_view", visit)),
+        ("contact.event_recorded", timeline_event(new, "page_view", visit)),
+        ("contact.event_recorded", timeline_event(known, "page_view", visit)),
+    ])
+
+    assert outcomes == {"applied": 6}
+    assert CONSUMER.split_batches == splits
+    assert [item.state for item in await enrolments_of(runtime, sequence_id, known)] == ["active"]
+    assert [item.state for item in await enrolments_of(runtime, sequence_id, new)] == ["active"]
+    assert await enrolments_of(runtime, sequence_id, leaving) == []
 
 
 async def test_second_visit_does_not_enrol_twice(api, runtime: Runtime) -> None:

@@ -21,7 +21,7 @@ log = get_logger(__name__)
 SCORING_ACTOR = "scoring"
 # Scoring promotes only from these stages; a contact at sql or later is never demoted.
 _PROMOTABLE = (Stage.SUBSCRIBER.value, Stage.LEAD.value)
-# Where a batch keeps the contacts whose score changed, in the consumer's batch cache.
+# Key of the batch cache entry that collects the contacts whose score changed.
 _BATCH_SCORED = "scored"
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-__all__ = ["EventEnvelope"]
+__all__ = ["EventEnvelope", "contact_id_of"]
 
 
 class EventEnvelope(BaseModel):
@@ -22,3 +22,19 @@ class EventEnvelope(BaseModel):
     occurred_at: datetime
     correlation_id: str | None = None
     payload: dict[str, Any]
+
+
+def contact_id_of(envelope: EventEnvelope) -> str | None:
+    """Return the id of the contact an event is about, or None for an event about no contact.
+
+    Most payloads name it `contact_id`; a recorded event carries it inside the event, and a
+    contact snapshot as the snapshot's `id`.
+    """
+    payload = envelope.payload
+    if envelope.topic == "contact.event_recorded":
+        value = (payload.get("event") or {}).get("contact_id")
+    elif envelope.topic == "contact.changed":
+        value = (payload.get("contact") or {}).get("id")
+    else:
+        value = payload.get("contact_id")
+    return value if isinstance(value, str) else None

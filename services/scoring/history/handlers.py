@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
 from services.kit.consumer import BATCH_CACHE, IN_BATCH, Handler
-from services.kit.contracts import EventEnvelope
+from services.kit.contracts import EventEnvelope, contact_id_of
 from services.kit.contracts import contacts as contact_topics
 from services.kit.logging import get_logger
 from services.scoring.history.service import (
@@ -47,8 +47,8 @@ _contact_waiters: dict[str, int] = {}
 async def contact_turn(session: AsyncSession, contact_id: str) -> AsyncIterator[None]:
     """Wait for the jobs of this process on the same contact. Across processes the database lock decides.
 
-    A batch keeps its contacts locked in the database until it commits, so it skips the in-process
-    lock, which it could otherwise wait on for ever; the database lock alone then decides.
+    A batch skips the in-process lock, because it keeps its contacts locked in the database until
+    it commits and could otherwise wait on the in-process lock for ever. The database lock decides.
     """
     if session.info.get(IN_BATCH):
         yield
@@ -102,7 +102,7 @@ async def _lock(session: AsyncSession, contact_id: str, now: datetime) -> Contac
 
 async def prefetch_batch(session: AsyncSession, envelopes: list[EventEnvelope], ctx: dict[str, Any]) -> None:
     """Lock a batch's contacts and load their books with a few statements instead of a few per event."""
-    contact_ids = sorted({contact_id for envelope in envelopes if (contact_id := _contact_of(envelope))})
+    contact_ids = sorted({contact_id for envelope in envelopes if (contact_id := contact_id_of(envelope))})
     if not contact_ids:
         return
 
@@ -115,15 +115,6 @@ async def prefetch_batch(session: AsyncSession, envelopes: list[EventEnvelope], 
     if names:
         books = await load_books(session, contact_ids, names)
         cache.setdefault("books", {}).update({(contact_id, names): book for contact_id, book in books.items()})
-
-
-def _contact_of(envelope: EventEnvelope) -> str | None:
-    payload = envelope.payload
-    if envelope.topic == contact_topics.EVENT_RECORDED:
-        return payload.get("event", {}).get("contact_id")  # type: ignore[no-any-return]
-    if envelope.topic == contact_topics.CONTACT_CHANGED:
-        return payload.get("contact", {}).get("id")  # type: ignore[no-any-return]
-    return payload.get("contact_id")  # type: ignore[no-any-return]
 
 
 def _forget(session: AsyncSession, contact_id: str) -> None:

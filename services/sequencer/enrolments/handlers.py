@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
-from services.kit.contracts import EventEnvelope
+from services.kit.contracts import EventEnvelope, contact_id_of
 from services.kit.contracts import contacts as topics
 from services.kit.contracts import scoring as scoring_topics
 from services.kit.http import ServiceClient
@@ -221,6 +221,13 @@ async def on_segment_left(session: AsyncSession, envelope: EventEnvelope, ctx: C
 async def on_score_changed(session: AsyncSession, envelope: EventEnvelope, ctx: Context) -> None:
     payload = scoring_topics.ScoreChanged.model_validate(envelope.payload)
     await facts.apply_score(session, payload.contact_id, payload.model, payload.total, payload.at)
+
+
+async def prefetch_batch(session: AsyncSession, envelopes: list[EventEnvelope], ctx: Context) -> None:
+    """Read the facts and erasures of a batch's contacts at once, instead of per event."""
+    contact_ids = {contact_id for envelope in envelopes if (contact_id := contact_id_of(envelope))}
+    if contact_ids:
+        await facts.prefetch_facts(session, contact_ids)
 
 
 HANDLERS = {

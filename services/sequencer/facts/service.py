@@ -5,13 +5,15 @@ so events that the queue delivers out of order never move a fact backwards.
 """
 
 from collections.abc import Mapping, Set
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
+from services.kit.consumer import BATCH_CACHE
 from services.kit.contracts.contacts import ContactSnapshot
 from services.kit.erasure import erased_key
 from services.kit.http import ServiceClient
@@ -25,6 +27,9 @@ OVERALL = "*"
 CONSENT_STATUSES = frozenset({"subscribed", "unsubscribed", "bounced", "complained"})
 _OVERALL_KEYS = frozenset({OVERALL, "status", "overall", "global", ""})
 
+# Key of the batch cache entry that holds the batch's `BatchFacts`.
+_BATCH_FACTS = "facts"
+
 log = get_logger(__name__)
 
 
@@ -33,12 +38,49 @@ def contact_hash(contact_id: str) -> str:
     return erased_key(contact_id)
 
 
+@dataclass
+class BatchFacts:
+    """The facts and erasures of a batch's contacts, read at once for the batch's transaction."""
+
+    checked: set[str] = field(default_factory=set)
+    erased: set[str] = field(default_factory=set)
+    facts: dict[str, ContactFact] = field(default_factory=dict)
+
+
+def _batch_facts(session: AsyncSession) -> BatchFacts | None:
+    cache = session.info.get(BATCH_CACHE)
+    return cache.get(_BATCH_FACTS) if cache is not None else None
+
+
+async def prefetch_facts(session: AsyncSession, contact_ids: Set[str]) -> None:
+    """Read the facts rows and erasures of a batch's contacts with two statements."""
+    ids = sorted(contact_ids)
+    hashes = {contact_hash(contact_id): contact_id for contact_id in ids}
+    erased_query = select(ErasedContact.contact_hash).where(col(ErasedContact.contact_hash).in_(list(hashes)))
+    erased = {hashes[value] for value in (await session.exec(erased_query)).all()}
+    rows = (await session.exec(select(ContactFact).where(col(ContactFact.contact_id).in_(ids)))).all()
+    session.info[BATCH_CACHE][_BATCH_FACTS] = BatchFacts(set(ids), erased, {row.contact_id: row for row in rows})
+
+
+def forget_batch_facts(session: AsyncSession) -> None:
+    """Drop the batch's facts, whose rows an erasure just detached from the session."""
+    cache = session.info.get(BATCH_CACHE)
+    if cache is not None:
+        cache.pop(_BATCH_FACTS, None)
+
+
 async def is_erased(session: AsyncSession, contact_id: str) -> bool:
+    batch = _batch_facts(session)
+    if batch is not None and contact_id in batch.checked:
+        return contact_id in batch.erased
     return await session.get(ErasedContact, contact_hash(contact_id)) is not None
 
 
 async def get_facts(session: AsyncSession, contact_id: str, *, lock: bool = False) -> ContactFact | None:
     """Return the stored facts of a contact; `lock` takes the row lock on PostgreSQL."""
+    batch = _batch_facts(session)
+    if batch is not None and not lock and contact_id in batch.checked:
+        return batch.facts.get(contact_id)
     query = select(ContactFact).where(ContactFact.contact_id == contact_id)
     if lock:
         query = query.with_for_update()
@@ -53,6 +95,9 @@ async def _facts_for_update(session: AsyncSession, contact_id: str) -> ContactFa
     if fact is None:
         fact = ContactFact(contact_id=contact_id, updated_at=clock.now())
         session.add(fact)
+        batch = _batch_facts(session)
+        if batch is not None and contact_id in batch.checked:
+            batch.facts[contact_id] = fact
     return fact
 
 

@@ -341,7 +341,7 @@ def _ledger(score: dict[str, Any]) -> list[tuple[str, float]]:
     return sorted((row["rule"], row["points"]) for row in score["ledger"])
 
 
-async def test_a_batch_scores_as_its_events_one_by_one(scoring: ScoringHarness) -> None:
+async def test_batch_scores_as_single_events(scoring: ScoringHarness) -> None:
     clock.freeze(NOW)
     model = await _model(scoring)
     one_by_one, batched, other = new_id(), new_id(), new_id()
@@ -360,7 +360,7 @@ async def test_a_batch_scores_as_its_events_one_by_one(scoring: ScoringHarness) 
     assert got["total"] > 0
 
 
-async def test_events_after_an_erasure_in_the_same_batch_are_dropped(scoring: ScoringHarness) -> None:
+async def test_batch_drops_events_after_erasure(scoring: ScoringHarness) -> None:
     clock.freeze(NOW)
     await _model(scoring)
     contact = new_id()
