@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from bench.report import rich_table, write_section
-from bench.runner import RunOptions, run
+from bench.runner import SCENARIOS, RunOptions, run
 from bench.sizes import SCALES
 from bench.stack import DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL
 from services.kit.logging import configure_logging
@@ -37,6 +37,7 @@ def run_command(
     data_dir: Annotated[Path | None, typer.Option(help="Folder for logs, mail and SQLite files; a temporary folder, deleted afterwards, when omitted")] = None,
     scale_out: Annotated[bool, typer.Option(help="Run ingest and sending again with two workers per service")] = True,
     pool_size: Annotated[int | None, typer.Option(help="Database pool size of each service process; the services' default (10) when omitted")] = None,
+    only: Annotated[list[str] | None, typer.Option(help=f"Run only this scenario (repeatable): {', '.join(SCENARIOS)}")] = None,
 ) -> None:
     """Start the platform, run every scenario, print the results and write them to OUTPUT."""
     if backend not in ("postgres", "embedded"):
@@ -44,11 +45,15 @@ def run_command(
     if scale not in SCALES:
         raise typer.BadParameter(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}", param_hint="--scale")
 
+    unknown = sorted(set(only or ()) - set(SCENARIOS))
+    if unknown:
+        raise typer.BadParameter(f"unknown scenario {unknown[0]!r}; use {', '.join(SCENARIOS)}", param_hint="--only")
+
     # SIGTERM stops the run like Ctrl-C, so the platform it started is stopped too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     configure_logging(service="bench", log_format="console", level="WARNING")
     folder = data_dir or Path(tempfile.mkdtemp(prefix="nurture-bench-"))
-    options = RunOptions(backend, SCALES[scale], folder.resolve(), postgres_url, redis_url, scale_out, pool_size)
+    options = RunOptions(backend, SCALES[scale], folder.resolve(), postgres_url, redis_url, scale_out, pool_size, frozenset(only or ()))
     try:
         report = run(options, console)
     except BaseException:
@@ -62,6 +67,8 @@ def run_command(
         report.command += " --no-scale-out"
     if pool_size is not None:
         report.command += f" --pool-size {pool_size}"
+    for scenario in only or ():
+        report.command += f" --only {scenario}"
     console.print(rich_table(report))
     write_section(output, report)
     console.print(f"results written to {output}")
