@@ -8,7 +8,7 @@ from services.contacts.db import OutboxMessage, ProcessedEvent, install_sql_func
 from services.contacts.engagement.handlers import on_email_engagement
 from services.contacts.imports.service import RUN_IMPORT_JOB
 from services.contacts.imports.tasks import MAX_TRIES, run_import, sweep_imports
-from services.contacts.scores.handlers import flush_batch_scores, on_mql_reached, on_score_changed
+from services.contacts.scores.handlers import flush_batch_scores, on_mql_reached, on_score_changed, prefetch_contacts
 from services.contacts.segments.tasks import recheck_segment_windows
 from services.contacts.settings import ContactsSettings
 from services.kit.consumer import EventConsumer
@@ -31,6 +31,7 @@ def worker_settings(settings: ContactsSettings | None = None) -> type:
             scoring_topics.MQL_REACHED: on_mql_reached,
             sequencer_topics.EMAIL_ENGAGEMENT: on_email_engagement,
         },
+        prefetch=prefetch_contacts,
         after_batch=flush_batch_scores,
     )
     return build_worker_settings(

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.contacts.changes import ContactChanges
@@ -12,7 +12,7 @@ from services.contacts.stages.machine import Stage
 from services.contacts.stages.models import StageChange
 from services.contacts.stages.service import change_stage
 from services.kit.consumer import BATCH_CACHE
-from services.kit.contracts import EventEnvelope
+from services.kit.contracts import EventEnvelope, contact_id_of
 from services.kit.contracts.scoring import MqlReached, ScoreChanged
 from services.kit.logging import get_logger
 
@@ -49,6 +49,15 @@ async def on_score_changed(session: AsyncSession, envelope: EventEnvelope, ctx: 
     changes = ContactChanges()
     changes.score(contact.id)
     await flush_changes(session, ctx["outbox"], changes, ctx["settings"])
+
+
+async def prefetch_contacts(session: AsyncSession, envelopes: list[EventEnvelope], ctx: dict[str, Any]) -> None:
+    """Load a batch's contacts with one statement, so the handlers find them in the session."""
+    ids = sorted({contact_id for envelope in envelopes if (contact_id := contact_id_of(envelope))})
+    if ids:
+        # Kept in the batch cache because the session holds unchanged objects only weakly.
+        contacts = (await session.exec(select(Contact).where(col(Contact.id).in_(ids)))).all()
+        session.info[BATCH_CACHE]["contacts"] = list(contacts)
 
 
 async def flush_batch_scores(session: AsyncSession, ctx: dict[str, Any]) -> None:
