@@ -55,7 +55,7 @@ async def prefetch_contacts(session: AsyncSession, envelopes: list[EventEnvelope
     """Load a batch's contacts with one statement, so the handlers find them in the session."""
     ids = sorted({contact_id for envelope in envelopes if (contact_id := contact_id_of(envelope))})
     if ids:
-        # Kept in the batch cache because the session holds unchanged objects only weakly.
+        # Kept in the batch cache because the session references unchanged objects only weakly.
         contacts = (await session.exec(select(Contact).where(col(Contact.id).in_(ids)))).all()
         session.info[BATCH_CACHE]["contacts"] = list(contacts)
 
