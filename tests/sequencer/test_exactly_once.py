@@ -4,7 +4,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from arq.worker import Worker
@@ -20,7 +20,7 @@ from services.sequencer.enrolments.runtime import Runtime, beat, build_runtime
 from services.sequencer.enrolments.wakeups import Wakeup, flush_enqueues, step_job_id
 from services.sequencer.facts.service import get_facts
 from services.sequencer.sending.models import SentMessage
-from services.sequencer.enrolments.tasks import run_step_function
+from services.sequencer.enrolments.tasks import run_guarded, run_step_function
 from tests.sequencer.conftest import Isolated
 from tests.sequencer.support import Sink, add_contact, drive
 
@@ -245,6 +245,40 @@ async def test_deferred_send_gets_new_job_id(isolated: Isolated, sink: Sink) -> 
         for revision in (0, 1):
             job = step_job_id(settings.namespace, Wakeup(email_run.id or 0, revision, email_run.due_at))
             assert await redis.exists(ARQ_JOB_KEY_PREFIX + job) == 1
+    finally:
+        await runtime.close()
+        await db.dispose()
+        await redis.aclose()
+
+
+async def test_email_after_wait_runs_without_job(isolated: Isolated, sink: Sink) -> None:
+    """The email that a finished wait makes due is sent in the same run, and no Redis job is left for it."""
+    settings = isolated.settings(smtp_port=sink.port, NURTURE_NAMESPACE=f"{isolated.namespace}-{uuid.uuid4().hex[:6]}")
+    redis = await create_queue_pool(settings.redis_url)
+    db = Database(settings.database_url)
+    runtime = build_runtime(settings, db=db, redis=redis)
+    await beat(runtime)
+    clock.freeze(START)
+    try:
+        sequence_id = await start_sequence(runtime, [{"wait": {"hours": 1}}, {"email": {"subject": "Right after"}}])
+        contact_id = await add_contact(runtime, "chained@example.com")
+        await enrol_now(runtime, sequence_id, contact_id)
+        clock.freeze(START + timedelta(hours=1))
+        async with runtime.db.session() as session:
+            wait_run = (await session.exec(select(StepRun).join(Enrolment).where(Enrolment.sequence_id == sequence_id))).one()
+
+        assert await run_guarded(runtime, wait_run.id or 0) == "waited"
+        await flush_enqueues()
+
+        assert len(sink.handler.to("chained@example.com")) == 1
+        async with runtime.db.session() as session:
+            query = select(StepRun).join(Enrolment).where(Enrolment.sequence_id == sequence_id, StepRun.kind == "email")
+            email_run = (await session.exec(query)).one()
+        assert (email_run.state, email_run.outcome) == ("done", "sent")
+        job = step_job_id(settings.namespace, Wakeup(email_run.id or 0, 0, email_run.due_at))
+        assert await redis.exists(ARQ_JOB_KEY_PREFIX + job) == 0
+        assert runtime.running == set()
+        assert await drive(runtime) == {}
     finally:
         await runtime.close()
         await db.dispose()

@@ -38,7 +38,7 @@ from services.sequencer.engagement.recording import refresh_status
 from services.sequencer.enrolments.models import Enrolment, StepRun, WorkerHeartbeat
 from services.sequencer.enrolments.runtime import Runtime
 from services.sequencer.enrolments.service import advance, exit_enrolment, goal_met
-from services.sequencer.enrolments.wakeups import Wakeup, attach_queue, wake_after_commit
+from services.sequencer.enrolments.wakeups import Wakeup, attach_queue, cancel_wakeup, wake_after_commit
 from services.sequencer.facts.models import ContactFact
 from services.sequencer.facts.service import blocking_consent, fetch_from_contacts, get_facts, recipient
 from services.sequencer.schedule import NoSendTimeError, earliest_send_at, resolve_zone
@@ -74,14 +74,18 @@ class Delivery:
     email: EmailMessage
 
 
-async def run_step(runtime: Runtime, step_run_id: int) -> str:
-    """Run one step run if it is due and no other worker is running it; return the outcome in one word."""
+async def run_step(runtime: Runtime, step_run_id: int, *, due_next: list[int] | None = None) -> str:
+    """Run one step run if it is due and no other worker is running it; return the outcome in one word.
+
+    With `due_next`, a step that a finished wait schedules for now is appended to it and gets no Redis
+    wake-up, because the caller runs it at once. The sweep still finds it if the caller never does.
+    """
     # The claim, hand-over and outcome transactions share one connection, which saves a pool
     # checkout and its liveness ping for each of them.
     async with runtime.db.engine.connect() as connection:
         async with AsyncExitStack() as locks, AsyncSession(bind=connection, expire_on_commit=False) as session:
             attach_queue(session, runtime.redis, runtime.settings.namespace)
-            claim = _Claim(runtime, session, locks)
+            claim = _Claim(runtime, session, locks, due_next)
             prepared = await _prepare(claim, step_run_id)
         if isinstance(prepared, str):
             return prepared
@@ -99,6 +103,7 @@ class _Claim:
     runtime: Runtime
     session: AsyncSession
     locks: AsyncExitStack
+    due_next: list[int] | None = None
     writing: bool = False
 
     async def write(self) -> None:
@@ -144,7 +149,7 @@ async def _prepare(claim: _Claim, step_run_id: int) -> str | Delivery:
 
     if step.wait is not None:
         await claim.write()
-        return await _finish_wait(session, run, enrolment, definition, fact, now)
+        return await _finish_wait(claim, run, enrolment, definition, fact, now)
     return await _prepare_email(claim, run, enrolment, definition, step, fact, now)
 
 
@@ -192,18 +197,27 @@ async def _close_run(session: AsyncSession, run: StepRun, state: str, outcome: s
 
 
 async def _finish_wait(
-    session: AsyncSession,
+    claim: _Claim,
     run: StepRun,
     enrolment: Enrolment,
     definition: SequenceDefinition,
     fact: ContactFact,
     now: datetime,
 ) -> str:
+    session = claim.session
     if not await _close_run(session, run, "done", "waited", now):
         await session.rollback()
         return "finished"
-    await advance(session, enrolment, definition, fact, after=run.step_id, start=run.due_at)
+    following = await advance(session, enrolment, definition, fact, after=run.step_id, start=run.due_at)
+    # The step after a wait is usually an email due the same instant. Running it here saves a Redis
+    # job, and the email goes out without waiting for a job poll or the next sweep.
+    chained: int | None = None
+    if claim.due_next is not None and following is not None and following.id is not None and following.due_at <= now:
+        chained = following.id
+        cancel_wakeup(session, chained)
     await session.commit()
+    if chained is not None and claim.due_next is not None:
+        claim.due_next.append(chained)
     return "waited"
 
 

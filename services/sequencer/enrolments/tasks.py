@@ -33,15 +33,34 @@ log = get_logger(__name__)
 
 
 async def run_guarded(runtime: Runtime, step_run_id: int) -> str:
-    """Run one step within the process's limit of concurrent steps, logging instead of raising."""
+    """Run one step within the process's limit of concurrent steps, logging instead of raising.
+
+    A step that the run schedules for now (the email after a wait) runs next in the same slot, so it
+    does not queue behind the steps that became due after it. Returns the first step's outcome.
+    """
     if step_run_id in runtime.running:
         return "in_flight"
     if runtime.finished.seen(step_run_id):
         return "finished"
+    due_next: list[int] = []
     runtime.running.add(step_run_id)
     try:
         async with runtime.slots:
-            outcome = await run_step(runtime, step_run_id)
+            outcome = await _run_tracked(runtime, step_run_id, due_next)
+            while due_next:
+                following = due_next.pop()
+                if following not in runtime.running:
+                    runtime.running.add(following)
+                    await _run_tracked(runtime, following, due_next)
+    finally:
+        runtime.running.discard(step_run_id)
+    return outcome
+
+
+async def _run_tracked(runtime: Runtime, step_run_id: int, due_next: list[int]) -> str:
+    """Run a step already added to `runtime.running`, and remove it from there when done."""
+    try:
+        outcome = await run_step(runtime, step_run_id, due_next=due_next)
     except Exception as error:  # noqa: BLE001 - one broken step must not stop the others; the sweep retries it
         log.exception("step.failed", step_run_id=step_run_id, error=repr(error))
         return "error"

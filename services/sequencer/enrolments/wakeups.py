@@ -3,7 +3,8 @@
 The job only wakes a worker; the step run in the database is what is due. Each job id is
 `<namespace>:step:<step run id>:<wake revision>`, so enqueueing the same wake-up twice is a no-op,
 and a step whose due time moved gets a new job. Jobs are enqueued after the commit that scheduled
-the step, so a job never runs before its step run exists.
+the step, so a job never runs before its step run exists. A step that is due at once and that the
+scheduling worker runs itself right after that commit (the email after a wait) gets no job.
 """
 
 import asyncio
@@ -43,6 +44,12 @@ def attach_queue(session: AsyncSession, redis: ArqRedis | None, namespace: str) 
 
 def wake_after_commit(session: AsyncSession, wakeup: Wakeup) -> None:
     session.info.setdefault(_PENDING, []).append(wakeup)
+
+
+def cancel_wakeup(session: AsyncSession, step_run_id: int) -> None:
+    """Drop the wake-ups of a step run scheduled in this session, because this worker runs it itself after the commit."""
+    pending: list[Wakeup] = session.info.get(_PENDING, [])
+    session.info[_PENDING] = [wakeup for wakeup in pending if wakeup.step_run_id != step_run_id]
 
 
 def step_job_id(namespace: str, wakeup: Wakeup) -> str:
