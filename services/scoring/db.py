@@ -28,6 +28,13 @@ def dialect_name(session: AsyncSession) -> str:
     return bind.dialect.name
 
 
+async def insert_ignore_many(session: AsyncSession, model: type[SQLModel], rows: list[dict[str, Any]]) -> None:
+    """Insert rows in one statement, skipping each whose key exists, as `insert_ignore` does for one."""
+    table = model.__table__  # type: ignore[attr-defined]
+    dialect = postgresql if dialect_name(session) == "postgresql" else sqlite
+    await session.exec(dialect.insert(table).values(rows).on_conflict_do_nothing())  # type: ignore[call-overload]
+
+
 async def insert_ignore(session: AsyncSession, model: type[SQLModel], values: dict[str, Any]) -> None:
     """Insert one row unless a row with the same key exists (ON CONFLICT DO NOTHING on both databases)."""
     table = model.__table__  # type: ignore[attr-defined]

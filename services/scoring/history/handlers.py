@@ -31,7 +31,9 @@ from services.scoring.history.service import (
     is_machine_event,
     lock_contact,
     lock_existing_contacts,
+    scored_event,
     store_event,
+    store_events,
 )
 from services.scoring.history.models import ContactFacts
 from services.scoring.rulesets.service import ActiveModel, active_models
@@ -115,6 +117,20 @@ async def prefetch_batch(session: AsyncSession, envelopes: list[EventEnvelope], 
     for facts in await lock_existing_contacts(session, contact_ids):
         locked[facts.contact_id] = facts
 
+    # The history of the batch's events goes in with one statement. Only for contacts that have a
+    # facts row and no erasure in this batch: the others take the way of a single event, which
+    # creates the row or drops the event of an erased contact.
+    leaving = {contact_id_of(envelope) for envelope in envelopes if envelope.topic == contact_topics.CONTACT_ERASED}
+    events = [
+        event
+        for envelope in envelopes
+        if envelope.topic == contact_topics.EVENT_RECORDED
+        and (event := contact_topics.EventRecorded.model_validate(envelope.payload).event).contact_id in locked
+        and event.contact_id not in leaving
+    ]
+    await store_events(session, events)
+    cache["stored"] = {event.id for event in events}
+
     names = tuple(model.name for model in await _active_models(session))
     if names:
         books = await load_books(session, contact_ids, names)
@@ -151,7 +167,10 @@ async def _score_recorded_event(session: AsyncSession, event: contact_topics.Tim
         log.info("event.dropped_for_erased_contact", event_id=event.id, contact_id=event.contact_id)
         return
 
-    stored = await store_event(session, event)
+    if event.id in session.info.get(BATCH_CACHE, {}).get("stored", ()):
+        stored = scored_event(event)
+    else:
+        stored = await store_event(session, event)
     if is_machine_event(stored.properties):
         log.debug("event.machine_not_scored", event_id=event.id, contact_id=event.contact_id)
         return

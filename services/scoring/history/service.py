@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit.contracts.contacts import TimelineEvent
 from services.kit.erasure import erased_key
-from services.scoring.db import dialect_name, insert_ignore
+from services.scoring.db import dialect_name, insert_ignore, insert_ignore_many
 from services.scoring.history.models import ContactFacts, ErasedContact, ScoredEvent
 from services.scoring.scores.models import ContactScore, LedgerRow
 from services.scoring.thresholds.models import ThresholdFiring, ThresholdState
@@ -119,21 +119,32 @@ async def lock_existing_contacts(session: AsyncSession, contact_ids: Sequence[st
     return list((await session.exec(query)).all())
 
 
-async def store_event(session: AsyncSession, event: TimelineEvent) -> ScoredEvent:
-    """Keep an event in the history, once per id, and return it as stored.
-
-    A timeline event id never changes meaning, so a second copy is ignored by the insert rather
-    than read first.
-    """
-    stored = ScoredEvent(
+def scored_event(event: TimelineEvent) -> ScoredEvent:
+    """Return a timeline event as the history keeps it."""
+    return ScoredEvent(
         id=event.id,
         contact_id=event.contact_id,
         type=event.type,
         occurred_at=event.occurred_at,
         properties=event.properties,
     )
+
+
+async def store_event(session: AsyncSession, event: TimelineEvent) -> ScoredEvent:
+    """Keep an event in the history, once per id, and return it as stored.
+
+    A timeline event id never changes meaning, so a second copy is ignored by the insert rather
+    than read first.
+    """
+    stored = scored_event(event)
     await insert_ignore(session, ScoredEvent, stored.model_dump())
     return stored
+
+
+async def store_events(session: AsyncSession, events: Sequence[TimelineEvent]) -> None:
+    """Keep several events in the history with one statement, once per id, as `store_event` does."""
+    if events:
+        await insert_ignore_many(session, ScoredEvent, [scored_event(event).model_dump() for event in events])
 
 
 def event_document(event: ScoredEvent) -> dict[str, Any]:
