@@ -107,8 +107,8 @@ def consumer_command(
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
-    how = f"batches of {batch}, one at a time" if batch > 1 else f"one event per job, {concurrency} jobs at once"
-    console.print(f"Python {platform.python_version()}, {url.split(':', 1)[0]}, {how}, default model")
+    mode = f"batches of {batch}, one at a time" if batch > 1 else f"one event per job, {concurrency} jobs at once"
+    console.print(f"Python {platform.python_version()}, {url.split(':', 1)[0]}, {mode}, default model")
     console.print(f"  {events:,} events over {max(1, events // 4):,} contacts: {rates.many_contacts:,.0f} events/s")
     console.print(f"  {max(1, events // 4):,} events for one contact: {rates.one_contact:,.0f} events/s")
     if profile is not None:

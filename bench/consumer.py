@@ -86,8 +86,8 @@ async def measure_consumer(url: str, events: int, concurrency: int, batch: int =
     db = Database(url)
     try:
         contacts = [uuid.uuid4().hex for _ in range(max(1, events // 4))]
-        many = await _apply_all(db, _events(contacts, events), concurrency, batch)
-        one = await _apply_all(db, _events([uuid.uuid4().hex], max(1, events // 4)), concurrency, batch)
+        many_contacts = await _apply_all(db, _events(contacts, events), concurrency, batch)
+        one_contact = await _apply_all(db, _events([uuid.uuid4().hex], max(1, events // 4)), concurrency, batch)
     finally:
         await db.dispose()
-    return ConsumerRates(many, one)
+    return ConsumerRates(many_contacts, one_contact)

@@ -16,7 +16,7 @@ in-process locks. Between processes the database detects such a deadlock and abo
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from arq import Retry
 from arq.worker import Function, func
@@ -32,17 +32,17 @@ from services.kit.logging import get_logger
 from services.kit.outbox import CONSUME_EVENT_JOB, CONSUME_EVENTS_JOB, ProcessedEventColumns
 
 Handler = Callable[[AsyncSession, EventEnvelope, dict[str, Any]], Awaitable[None]]
-# Runs in a batch's transaction after its last handler, for work the handlers of a batch share.
+# A hook run in a batch's transaction after its last handler, for work the handlers of a batch share.
 BatchHook = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
-# Runs in a batch's transaction before its first handler, with the events not applied before, to
+# A hook run in a batch's transaction before its first handler, with the events not applied before, to
 # read at once what the handlers would otherwise read event by event.
 Prefetch = Callable[[AsyncSession, list[EventEnvelope], dict[str, Any]], Awaitable[None]]
 
 MAX_TRIES = 12
-# A batch takes about a second, but a job's time also counts its wait for the batches before it
+# A batch took about a second in the benchmark, but a job's time also counts its wait for the batches before it
 # in this process.
 BATCH_TIMEOUT_S = 300
-# Set in a session's info while it applies a batch; handlers then skip work meant for one event alone.
+# Key set in a session's info while it applies a batch, so that handlers skip work meant for one event alone.
 IN_BATCH = "consumer.in_batch"
 # A dict in a session's info where handlers keep what stays the same for the whole batch.
 BATCH_CACHE = "consumer.batch_cache"
@@ -169,12 +169,7 @@ class EventConsumer:
         try:
             outcomes = await self.apply_batch(ctx["db"], envelopes, ctx)
         except Exception as error:
-            if job_try >= MAX_TRIES:
-                bound.exception("events.failed")
-                raise
-            delay = retry_delay_s(job_try)
-            bound.warning("events.retry", error=repr(error), retry_in_s=delay)
-            raise Retry(defer=delay) from error
+            _retry_or_give_up(error, job_try, bound, "events")
         bound.debug("events.consumed", **outcomes)
         return dict(outcomes)
 
@@ -187,11 +182,16 @@ class EventConsumer:
         try:
             outcome = await self.apply(ctx["db"], envelope, ctx)
         except Exception as error:
-            if job_try >= MAX_TRIES:
-                bound.exception("event.failed")
-                raise
-            delay = retry_delay_s(job_try)
-            bound.warning("event.retry", error=repr(error), retry_in_s=delay)
-            raise Retry(defer=delay) from error
+            _retry_or_give_up(error, job_try, bound, "event")
         bound.debug("event.consumed", outcome=outcome)
         return outcome
+
+
+def _retry_or_give_up(error: Exception, job_try: int, bound: Any, name: str) -> NoReturn:
+    """Raise arq's Retry with backoff for a failed try, or the error itself after the last try."""
+    if job_try >= MAX_TRIES:
+        bound.exception(f"{name}.failed")
+        raise error
+    delay = retry_delay_s(job_try)
+    bound.warning(f"{name}.retry", error=repr(error), retry_in_s=delay)
+    raise Retry(defer=delay) from error

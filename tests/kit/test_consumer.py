@@ -5,10 +5,11 @@ import uuid
 from typing import Any
 
 import pytest
+from arq import Retry
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
-from services.kit.consumer import BATCH_CACHE, EventConsumer, retry_delay_s
+from services.kit.consumer import BATCH_CACHE, MAX_TRIES, EventConsumer, retry_delay_s
 from services.kit.contracts import EventEnvelope
 from services.kit.db import Database
 from services.sequencer.db import ProcessedEvent
@@ -129,4 +130,21 @@ async def test_after_batch_runs_once() -> None:
 
     # The second delivery applied nothing, so it had nothing for the hook to finish.
     assert hooks == [3]
+    await db.dispose()
+
+
+async def test_failed_batch_retries_then_raises() -> None:
+    async def handler(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
+        raise RuntimeError("the database is away")
+
+    consumer = EventConsumer(ProcessedEvent, {"test.counted": handler})
+    db = Database(SequencerSettings().database_url)
+    documents = [_envelope().model_dump(mode="json")]
+
+    with pytest.raises(Retry) as retry:
+        await consumer.consume_batch({"db": db, "job_try": 3}, documents)
+    with pytest.raises(RuntimeError, match="the database is away"):
+        await consumer.consume_batch({"db": db, "job_try": MAX_TRIES}, documents)
+
+    assert retry.value.defer_score == retry_delay_s(3) * 1000
     await db.dispose()

@@ -117,9 +117,9 @@ async def prefetch_batch(session: AsyncSession, envelopes: list[EventEnvelope], 
     for facts in await lock_existing_contacts(session, contact_ids):
         locked[facts.contact_id] = facts
 
-    # The history of the batch's events goes in with one statement. Only for contacts that have a
-    # facts row and no erasure in this batch: the others take the way of a single event, which
-    # creates the row or drops the event of an erased contact.
+    # The history of the batch's events goes in with one statement, for contacts that have a facts
+    # row and no erasure in this batch. The others are stored one by one after `lock_contact`,
+    # which creates the row, or finds the erasure so that the event is dropped.
     leaving = {contact_id_of(envelope) for envelope in envelopes if envelope.topic == contact_topics.CONTACT_ERASED}
     events = [
         event

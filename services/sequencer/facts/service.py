@@ -27,7 +27,7 @@ OVERALL = "*"
 CONSENT_STATUSES = frozenset({"subscribed", "unsubscribed", "bounced", "complained"})
 _OVERALL_KEYS = frozenset({OVERALL, "status", "overall", "global", ""})
 
-# Key of the batch cache entry that holds the batch's `BatchFacts`.
+# Key of the batch cache entry that contains the batch's `BatchFacts`.
 _BATCH_FACTS = "facts"
 
 log = get_logger(__name__)
