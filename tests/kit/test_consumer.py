@@ -69,7 +69,7 @@ def test_retry_delay_grows_and_is_capped() -> None:
     assert retry_delay_s(20) == 60.0
 
 
-async def test_batch_applies_each_new_event_once_in_order() -> None:
+async def test_batch_applies_new_events_once() -> None:
     calls: list[str] = []
 
     async def handler(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
@@ -88,7 +88,7 @@ async def test_batch_applies_each_new_event_once_in_order() -> None:
     await db.dispose()
 
 
-async def test_failing_event_holds_back_only_itself() -> None:
+async def test_failing_event_holds_back_itself() -> None:
     calls: list[str] = []
     broken = _envelope()
 
@@ -105,7 +105,7 @@ async def test_failing_event_holds_back_only_itself() -> None:
         await consumer.apply_batch(db, [before, broken, after], {})
 
     assert consumer.split_batches == 1
-    # The batch stopped at the broken event and rolled back; the event-by-event pass applied the others.
+    # The batch stopped at the broken event and rolled back, so the event-by-event pass applied the others.
     assert calls == [before.id, before.id, after.id]
     assert await consumer.apply(db, before, {}) == "duplicate"
     assert await consumer.apply(db, after, {}) == "duplicate"
