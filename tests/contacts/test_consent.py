@@ -290,3 +290,48 @@ async def test_batch_applies_consent_in_occurred_order(contacts_app: Apps) -> No
 
     assert [item["status"] for item in response.json()["items"]] == ["stored", "stored"]
     assert (await _sendability(client, contact["id"]))["sendable"] is True
+
+
+async def test_sendability_of_many_contacts_in_one_call(contacts_app: Apps) -> None:
+    _, client = contacts_app
+    subscribed = await create_contact(client)
+    unsubscribed = await create_contact(client)
+    topic_refused = await create_contact(client)
+    await client.put(f"/contacts/{unsubscribed['id']}/consent", json={"status": "unsubscribed"})
+    await client.put(f"/contacts/{topic_refused['id']}/consent", json={"status": "unsubscribed", "topic": "newsletter"})
+    unknown = uuid.uuid4().hex
+
+    ids = [subscribed["id"], unsubscribed["id"], topic_refused["id"], unknown]
+    response = await client.post("/contacts/sendability", json={"contact_ids": ids, "topic": "newsletter"})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    verdicts = {verdict["contact_id"]: (verdict["sendable"], verdict["reason"]) for verdict in body["contacts"]}
+    assert verdicts == {
+        subscribed["id"]: (True, None),
+        unsubscribed["id"]: (False, "unsubscribed"),
+        topic_refused["id"]: (False, "topic_unsubscribed"),
+    }
+    assert body["missing"] == [unknown]
+    # Each answer is the one the single-contact route gives.
+    for contact_id in verdicts:
+        single = await _sendability(client, contact_id, topic="newsletter")
+        assert next(verdict for verdict in body["contacts"] if verdict["contact_id"] == contact_id) == single
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"contact_ids": []}, "contact_ids"),
+        ({"contact_ids": [f"c{number}" for number in range(501)]}, "contact_ids"),
+        ({"contact_ids": ["a"], "topic": "x" * 64}, "topic"),
+        ({"contact_ids": ["a"], "extra": 1}, "extra"),
+    ],
+)
+async def test_sendability_of_many_rejects_bad_queries(contacts_app: Apps, body: dict[str, Any], field: str) -> None:
+    _, client = contacts_app
+
+    response = await client.post("/contacts/sendability", json=body)
+
+    assert response.status_code == 422, response.text
+    assert field in {error["field"].split(".")[0].split("[")[0] for error in response.json()["errors"]}

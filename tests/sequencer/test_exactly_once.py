@@ -20,7 +20,8 @@ from services.sequencer.enrolments.runtime import Runtime, beat, build_runtime
 from services.sequencer.enrolments.wakeups import Wakeup, flush_enqueues, step_job_id
 from services.sequencer.facts.service import get_facts
 from services.sequencer.sending.models import SentMessage
-from services.sequencer.enrolments.tasks import run_guarded, run_step_function
+from services.sequencer.enrolments.dispatch import run_guarded
+from services.sequencer.enrolments.tasks import run_step_function
 from tests.sequencer.conftest import Isolated
 from tests.sequencer.support import Sink, add_contact, drive
 

@@ -24,7 +24,7 @@ from tests.sequencer.conftest import Isolated
 from tests.sequencer.support import Sink
 from tests.sequencer.test_worker_crash import WorkerProcess, enrol_many, unfinished
 
-EMAILS = 300
+EMAILS = 500
 # A busy two-core machine sends about ten emails a second here, so each wait allows minutes.
 TIMEOUT_S = 300.0
 
@@ -108,14 +108,14 @@ async def test_redis_restart_sends_each_once(isolated: Isolated, sink: Sink, red
         return [message for message in sink.handler.messages if str(message["To"]).startswith("crash-")]
 
     async def some_sent() -> bool:
-        return len(ours()) >= EMAILS // 3
+        return len(ours()) >= 1
 
     async def all_finished() -> bool:
         return await unfinished(settings, sequence_id) == 0
 
     worker.start()
     try:
-        await _wait_for(some_sent, f"{EMAILS // 3} emails")
+        await _wait_for(some_sent, "the first email")
         redis_server.kill()
         sent_at_restart = len(ours())
         redis_server.start()

@@ -4,6 +4,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import col, select
 
 from services.contacts.changes import ContactChanges
 from services.contacts.consent.service import (
@@ -11,11 +12,13 @@ from services.contacts.consent.service import (
     SOURCE_API,
     ConsentRequest,
     load_states,
+    load_states_of,
     request_change,
     sendability,
 )
-from services.contacts.consent.views import ConsentOut, SendabilityOut, consent_out
+from services.contacts.consent.views import ConsentOut, SendabilityBatchOut, SendabilityOut, consent_out
 from services.contacts.deps import OutboxDep, Session, SettingsDep
+from services.contacts.people.models import Contact
 from services.contacts.people.service import get_contact
 from services.contacts.publishing import flush_changes
 from services.kit import clock
@@ -75,3 +78,34 @@ async def get_sendability(
     states = await load_states(session, contact_id)
     verdict = sendability(states, topic, settings.default_consent)
     return SendabilityOut(contact_id=contact.id, email=contact.email, timezone=contact.timezone, **verdict)
+
+
+MAX_SENDABILITY_CONTACTS = 500
+
+
+class SendabilityQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    contact_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        min_length=1, max_length=MAX_SENDABILITY_CONTACTS, description="The contacts a batch of sends goes to"
+    )
+    topic: str | None = Field(default=None, max_length=63)
+
+
+@router.post("/contacts/sendability", response_model=SendabilityBatchOut)
+async def post_sendability(body: SendabilityQuery, session: Session, settings: SettingsDep) -> SendabilityBatchOut:
+    """Answer the sendability of many contacts at once, for a batch of sends; unknown ids come back as `missing`."""
+    ids = sorted(set(body.contact_ids))
+    contacts = (await session.exec(select(Contact).where(col(Contact.id).in_(ids)))).all()
+    states = await load_states_of(session, [contact.id for contact in contacts])
+    verdicts = [
+        SendabilityOut(
+            contact_id=contact.id,
+            email=contact.email,
+            timezone=contact.timezone,
+            **sendability(states.get(contact.id, {}), body.topic, settings.default_consent),
+        )
+        for contact in contacts
+    ]
+    found = {contact.id for contact in contacts}
+    return SendabilityBatchOut(contacts=verdicts, missing=[contact_id for contact_id in ids if contact_id not in found])

@@ -112,6 +112,17 @@ async def load_states(session: AsyncSession, contact_id: str) -> dict[str, Conse
     return {row.topic: row for row in rows}
 
 
+async def load_states_of(session: AsyncSession, contact_ids: list[str]) -> dict[str, dict[str, ConsentState]]:
+    """Return the consent states of many contacts with one statement, by contact and topic."""
+    states: dict[str, dict[str, ConsentState]] = {}
+    if not contact_ids:
+        return states
+    rows = (await session.exec(select(ConsentState).where(col(ConsentState.contact_id).in_(contact_ids)))).all()
+    for row in rows:
+        states.setdefault(row.contact_id, {})[row.topic] = row
+    return states
+
+
 async def set_initial_consent(
     session: AsyncSession, contact_id: str, hints: dict[str | None, str], *, source: str
 ) -> None:

@@ -39,6 +39,11 @@ class SendabilityOut(BaseModel):
     )
 
 
+class SendabilityBatchOut(BaseModel):
+    contacts: list[SendabilityOut]
+    missing: list[str] = Field(description="Ids of contacts that do not exist (never created, or erased)")
+
+
 async def consent_out(session: AsyncSession, contact_id: str, default_consent: str) -> ConsentOut:
     states = await load_states(session, contact_id)
     history = [

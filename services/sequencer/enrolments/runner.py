@@ -124,10 +124,10 @@ async def _prepare(claim: _Claim, step_run_id: int) -> str | Delivery:
     if run.due_at > now:
         return "not_due"
 
-    enrolment, sequence, version = await _enrolment_of(session, run)
+    enrolment, sequence, version = await enrolment_of(session, run)
     if enrolment.state != "active":
         await claim.write()
-        await _close_run(session, run, "cancelled", enrolment.exit_reason or enrolment.state, now)
+        await close_run(session, run, "cancelled", enrolment.exit_reason or enrolment.state, now)
         await session.commit()
         return "cancelled"
     if sequence.status != "active":
@@ -153,7 +153,7 @@ async def _prepare(claim: _Claim, step_run_id: int) -> str | Delivery:
     return await _prepare_email(claim, run, enrolment, definition, step, fact, now)
 
 
-async def _enrolment_of(session: AsyncSession, run: StepRun) -> tuple[Enrolment, Sequence, SequenceVersion]:
+async def enrolment_of(session: AsyncSession, run: StepRun) -> tuple[Enrolment, Sequence, SequenceVersion]:
     """Load a run's enrolment with its sequence and the version it follows, in one query."""
     query = (
         select(Enrolment, Sequence, SequenceVersion)
@@ -182,7 +182,7 @@ async def _contact_facts(claim: _Claim, contact_id: str) -> ContactFact | None:
         return None
 
 
-async def _close_run(session: AsyncSession, run: StepRun, state: str, outcome: str, now: datetime) -> bool:
+async def close_run(session: AsyncSession, run: StepRun, state: str, outcome: str, now: datetime) -> bool:
     """Move a scheduled run to a final state; False when another worker did it first."""
     result = await session.exec(
         update(StepRun)
@@ -205,7 +205,7 @@ async def _finish_wait(
     now: datetime,
 ) -> str:
     session = claim.session
-    if not await _close_run(session, run, "done", "waited", now):
+    if not await close_run(session, run, "done", "waited", now):
         await session.rollback()
         return "finished"
     following = await advance(session, enrolment, definition, fact, after=run.step_id, start=run.due_at)
@@ -254,7 +254,7 @@ async def _prepare_email(
         await session.rollback()
         return "finished"
     if enrolment.state != "active":
-        await _close_run(session, run, "cancelled", enrolment.exit_reason or enrolment.state, now)
+        await close_run(session, run, "cancelled", enrolment.exit_reason or enrolment.state, now)
         await session.commit()
         return "cancelled"
 
@@ -326,7 +326,7 @@ async def _consent_blocks(
 
     if verdict.topic is None:
         return None
-    await _close_run(session, run, "done", f"skipped_{verdict.topic}", now)
+    await close_run(session, run, "done", f"skipped_{verdict.topic}", now)
     await advance(session, enrolment, definition, fact, after=run.step_id, start=run.due_at)
     await session.commit()
     log.info("step.skipped", enrolment_id=enrolment.id, step_id=run.step_id, topic=step.email.topic, consent=verdict.topic)
@@ -361,7 +361,7 @@ async def _defer_if_needed(
         )
     except NoSendTimeError as error:
         log.error("step.no_send_time", enrolment_id=enrolment.id, step_id=run.step_id, error=str(error))
-        await _close_run(session, run, "failed", "no_send_time", now)
+        await close_run(session, run, "failed", "no_send_time", now)
         await exit_enrolment(session, enrolment, "no_send_time", now)
         await session.commit()
         return "no_send_time"
@@ -400,12 +400,12 @@ async def _claim_new(
     assert step.email is not None and fact.email is not None
     template = await session.get(Template, step.email.template_id)
     message_id = new_message_id(runtime.settings.message_id_domain)
-    links = _links(runtime, message_id, enrolment.contact_id, now)
+    links = message_links(runtime, message_id, enrolment.contact_id, now)
     try:
         if template is None:
             raise TemplateRenderError("html", f"template {step.email.template_id} does not exist")
         rendered = render_email(as_email_template(template), recipient(fact), links)
-        email = _build(
+        email = build_email(
             runtime,
             message_id=message_id,
             recipient=fact.email,
@@ -419,7 +419,7 @@ async def _claim_new(
         )
     except (TemplateRenderError, TemplateValidationError, MessageBuildError) as error:
         log.error("step.render_failed", enrolment_id=enrolment.id, step_id=run.step_id, error=str(error))
-        await _close_run(session, run, "failed", "render_failed", now)
+        await close_run(session, run, "failed", "render_failed", now)
         await exit_enrolment(session, enrolment, "render_failed", now)
         await session.commit()
         return "render_failed"
@@ -464,7 +464,7 @@ async def _commit_claim(runtime: Runtime, session: AsyncSession, delivery: Deliv
     return delivery
 
 
-def _links(runtime: Runtime, message_id: str, contact_id: str, created_at: datetime) -> TrackingLinks:
+def message_links(runtime: Runtime, message_id: str, contact_id: str, created_at: datetime) -> TrackingLinks:
     # The issue time is the send's record time, so a resend after a crash carries the same links.
     return tracking_links(
         runtime.signer,
@@ -475,7 +475,7 @@ def _links(runtime: Runtime, message_id: str, contact_id: str, created_at: datet
     )
 
 
-def _build(
+def build_email(
     runtime: Runtime,
     *,
     message_id: str,
@@ -503,8 +503,8 @@ def _build(
 
 def _rebuild(runtime: Runtime, message: SentMessage) -> EmailMessage:
     """Build a stored message again, byte for byte the same apart from encoding choices."""
-    links = _links(runtime, message.message_id, message.contact_id, message.created_at)
-    return _build(
+    links = message_links(runtime, message.message_id, message.contact_id, message.created_at)
+    return build_email(
         runtime,
         message_id=message.message_id,
         recipient=message.recipient,
@@ -558,7 +558,7 @@ async def _resume(
         if blocked is not None:
             message.state = "cancelled"
             await refresh_status(session, message)
-            await _close_run(session, run, "done", f"cancelled_{blocked}", now)
+            await close_run(session, run, "done", f"cancelled_{blocked}", now)
             await exit_enrolment(session, enrolment, blocked, now)
             await session.commit()
             return blocked
@@ -591,17 +591,17 @@ async def _deliver(runtime: Runtime, delivery: Delivery, connection: AsyncConnec
         )
         if result.outcome is None:
             return "lost_claim"
-        return await _record_outcome(runtime, delivery, result, connection)
+        return await record_outcome(runtime, delivery, result, connection)
     except asyncio.CancelledError:
         # The worker is stopping: release a claim that has not reached the final dot, so another
         # worker sends the message now instead of waiting for this one's heartbeat to go stale.
-        await asyncio.shield(_release_claim(runtime, delivery))
+        await asyncio.shield(release_claim(runtime, delivery))
         raise
     finally:
         runtime.in_flight.discard(delivery.message_row_id)
 
 
-async def _release_claim(runtime: Runtime, delivery: Delivery) -> None:
+async def release_claim(runtime: Runtime, delivery: Delivery) -> None:
     async with runtime.db.session() as session:
         await session.exec(
             update(SentMessage)
@@ -643,7 +643,7 @@ async def _hand_over(runtime: Runtime, delivery: Delivery, connection: AsyncConn
     return bool(result.rowcount)
 
 
-async def _record_outcome(runtime: Runtime, delivery: Delivery, result: SendResult, connection: AsyncConnection) -> str:
+async def record_outcome(runtime: Runtime, delivery: Delivery, result: SendResult, connection: AsyncConnection) -> str:
     """Write the SMTP outcome, trying again on database errors, because the server's reply must not be lost."""
     for attempt in range(1, OUTCOME_WRITE_TRIES + 1):
         try:
@@ -674,7 +674,7 @@ async def _write_outcome(runtime: Runtime, delivery: Delivery, result: SendResul
             return "lost_claim"
 
         now = clock.now()
-        enrolment, _, version = await _enrolment_of(session, run)
+        enrolment, _, version = await enrolment_of(session, run)
         definition = definition_of(version)
         fact = await get_facts(session, enrolment.contact_id)
         message.attempts += 1
@@ -684,9 +684,9 @@ async def _write_outcome(runtime: Runtime, delivery: Delivery, result: SendResul
         if result.outcome.kind is SmtpOutcomeKind.ACCEPTED:
             outcome = await _accepted(runtime, session, run, enrolment, definition, fact, message, now, outcome="sent")
         elif result.outcome.kind is SmtpOutcomeKind.PERMANENT:
-            outcome = await _rejected(runtime, session, run, enrolment, message, result.reply, now)
+            outcome = await record_rejection(runtime, session, run, enrolment, message, result.reply, now)
         else:
-            outcome = await _temporary_failure(runtime, session, run, enrolment, definition, fact, message, result.reply, now)
+            outcome = await record_temporary_failure(runtime, session, run, enrolment, definition, fact, message, result.reply, now)
         await session.commit()
     log.info("message.outcome", message_id=delivery.message_id, outcome=outcome, reply=result.reply[:120])
     return outcome
@@ -709,12 +709,12 @@ async def _accepted(
     message.claimed_by = None
     message.next_attempt_at = None
     await refresh_status(session, message)
-    _publish(runtime, session, message, "email_sent", now)
+    publish_email_event(runtime, session, message, "email_sent", now)
     await _complete_step(session, run, enrolment, definition, fact, outcome, now)
     return outcome
 
 
-async def _rejected(
+async def record_rejection(
     runtime: Runtime,
     session: AsyncSession,
     run: StepRun,
@@ -729,13 +729,13 @@ async def _rejected(
     message.claimed_by = None
     message.last_error = reply[:500]
     await refresh_status(session, message)
-    _publish(runtime, session, message, "email_bounced", now, bounce_type="hard", source="smtp", reply=reply[:200])
-    await _close_run(session, run, "done", "failed_permanent", now)
+    publish_email_event(runtime, session, message, "email_bounced", now, bounce_type="hard", source="smtp", reply=reply[:200])
+    await close_run(session, run, "done", "failed_permanent", now)
     await exit_enrolment(session, enrolment, "bounced", now)
     return "failed_permanent"
 
 
-async def _temporary_failure(
+async def record_temporary_failure(
     runtime: Runtime,
     session: AsyncSession,
     run: StepRun,
@@ -776,13 +776,13 @@ async def _complete_step(
     now: datetime,
 ) -> None:
     """Finish the step run and schedule the next step, unless the contact left the sequence meanwhile."""
-    if not await _close_run(session, run, "done", outcome, now):
+    if not await close_run(session, run, "done", outcome, now):
         return
     if enrolment.state == "active":
         await advance(session, enrolment, definition, fact, after=run.step_id, start=run.due_at)
 
 
-def _publish(runtime: Runtime, session: AsyncSession, message: SentMessage, kind: str, at: datetime, **extra: str) -> None:
+def publish_email_event(runtime: Runtime, session: AsyncSession, message: SentMessage, kind: str, at: datetime, **extra: str) -> None:
     """Tell the contacts service what the timeline should show about this email."""
     event_id = hashlib.sha256(f"{message.message_id}:{kind}".encode()).hexdigest()[:32]
     properties = {

@@ -85,6 +85,8 @@ class Runtime:
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # After the contacts service failed to answer a consent check, the local copy decides for 10 s.
     contacts_breaker: Breaker = field(default_factory=lambda: Breaker(10.0))
+    # The process's `dispatch.StepBatcher`, created on first use.
+    batcher: object | None = None
 
     def writing(self) -> AbstractAsyncContextManager[object]:
         """Serialise this process's step transactions on SQLite, which has one writer at a time.

@@ -1,0 +1,659 @@
+"""Running many due step runs at once: one claim transaction, then hand-overs and outcomes in groups.
+
+A batch keeps the guarantees of `runner`: a message is recorded `sending` before SMTP is called,
+`awaiting_reply` before its final dot, and its outcome after the server's reply. What changes is
+how many rows each statement carries. The claim locks the batch's step runs and reads their
+enrolments, facts and earlier messages with a few statements, asks the contacts service about
+consent once per topic, ends the waits and records every email in one transaction. The hand-overs
+of the emails that reach their final dot together are committed together, and so are their
+outcomes.
+
+Only the common cases run here: a wait that ends, and the first attempt at an email that may go out
+now. A step that needs more (a deferral, a retry, a send to resume, a goal reached, consent refused,
+a template that fails, a contact to copy) is handed back to run alone through `runner.run_step`,
+which knows every case.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import and_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.kit import clock
+from services.kit.logging import get_logger
+from services.kit.problems import Problem
+from services.sequencer.dbutil import dialect_of, locked
+from services.sequencer.engagement.models import MessageEvent
+from services.sequencer.engagement.recording import apply_status
+from services.sequencer.engagement.status import EventFact, derive_status
+from services.sequencer.enrolments.models import Enrolment, StepRun
+from services.sequencer.enrolments.runner import (
+    COUNTED_BY_CAP,
+    IN_PROGRESS,
+    Delivery,
+    build_email,
+    message_links,
+    publish_email_event,
+    record_outcome,
+    record_rejection,
+    record_temporary_failure,
+    release_claim,
+)
+from services.sequencer.enrolments.runtime import Runtime
+from services.sequencer.enrolments.service import advance, goal_met
+from services.sequencer.enrolments.wakeups import attach_queue, cancel_wakeup
+from services.sequencer.facts.models import ContactFact
+from services.sequencer.facts.service import blocking_consent, recipient
+from services.sequencer.schedule import NoSendTimeError, earliest_send_at, resolve_zone
+from services.sequencer.sending import MessageBuildError, new_message_id
+from services.sequencer.sending.models import SentMessage
+from services.sequencer.sending.outcome import SmtpOutcomeKind
+from services.sequencer.sending.smtp import SendResult
+from services.sequencer.sequences import SequenceDefinition, Step
+from services.sequencer.sequences.models import Sequence, SequenceVersion
+from services.sequencer.sequences.store import definition_of
+from services.sequencer.templates import TemplateRenderError, TemplateValidationError, render_email
+from services.sequencer.templates.models import Template
+from services.sequencer.templates.store import as_email_template
+
+# The contacts service answers for at most this many contacts per call.
+CONSENT_QUERY_SIZE = 500
+
+log = get_logger(__name__)
+
+
+@dataclass
+class BatchResult:
+    """What became of a batch: the outcome of each step run it finished, and the ones to run alone.
+
+    `chained` holds the step runs that the batch's waits scheduled for now, which the caller runs
+    next instead of leaving them to a wake-up job.
+    """
+
+    outcomes: dict[int, str] = field(default_factory=dict)
+    alone: list[int] = field(default_factory=list)
+    chained: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Due:
+    """A locked, due step run with everything the batch needs to decide it."""
+
+    run: StepRun
+    enrolment: Enrolment
+    definition: SequenceDefinition
+    step: Step
+    fact: ContactFact
+
+
+async def run_batch(runtime: Runtime, step_run_ids: list[int]) -> BatchResult:
+    """Run the common cases among `step_run_ids` together; return the rest in `alone`."""
+    result = BatchResult()
+    try:
+        deliveries = await _claim(runtime, step_run_ids, result)
+    except Exception as error:  # noqa: BLE001 - the batch rolled back; each step runs alone instead
+        log.warning("batch.claim_failed", step_runs=len(step_run_ids), error=repr(error))
+        return BatchResult(alone=list(step_run_ids))
+
+    if deliveries:
+        groups = _Groups(runtime)
+        outcomes = await asyncio.gather(*(_deliver(runtime, groups, delivery) for delivery in deliveries))
+        for delivery, outcome in zip(deliveries, outcomes, strict=True):
+            result.outcomes[delivery.step_run_id] = outcome
+    return result
+
+
+# --- claim ------------------------------------------------------------------------------------------
+
+
+async def _claim(runtime: Runtime, step_run_ids: list[int], result: BatchResult) -> list[Delivery]:
+    verdicts = await _consent_verdicts(runtime, step_run_ids)
+    async with runtime.writing(), runtime.db.session() as session:
+        attach_queue(session, runtime.redis, runtime.settings.namespace)
+        now = clock.now()
+        due = await _lock_due(session, step_run_ids, now, result)
+        waits = [item for item in due if item.step.wait is not None]
+        emails = [item for item in due if item.step.email is not None]
+
+        await _end_waits(session, waits, now, result)
+        deliveries = await _claim_emails(runtime, session, emails, verdicts, now, result)
+
+        runtime.in_flight.update(delivery.message_row_id for delivery in deliveries)
+        try:
+            await session.commit()
+        except BaseException:
+            runtime.in_flight.difference_update(delivery.message_row_id for delivery in deliveries)
+            raise
+    return deliveries
+
+
+async def _load(
+    session: AsyncSession, step_run_ids: Iterable[int], *, lock: bool, skip_locked: bool = False
+) -> tuple[list[StepRun], dict[str, tuple[Enrolment, Sequence, SequenceVersion]]]:
+    """Read step runs, locked with `lock`, and their enrolments, sequences and versions."""
+    query = select(StepRun).where(col(StepRun.id).in_(sorted(step_run_ids))).order_by(col(StepRun.id))
+    if lock:
+        query = locked(query, session, skip_locked=skip_locked)
+    runs = list((await session.exec(query)).all())
+    enrolment_ids = sorted({run.enrolment_id for run in runs})
+    if not enrolment_ids:
+        return runs, {}
+    joined = (
+        select(Enrolment, Sequence, SequenceVersion)
+        .join(Sequence, col(Sequence.id) == col(Enrolment.sequence_id))
+        .join(
+            SequenceVersion,
+            and_(col(SequenceVersion.sequence_id) == col(Enrolment.sequence_id), col(SequenceVersion.version) == col(Enrolment.version)),
+        )
+        .where(col(Enrolment.id).in_(enrolment_ids))
+    )
+    rows = (await session.exec(joined)).all()
+    return runs, {enrolment.id: (enrolment, sequence, version) for enrolment, sequence, version in rows}
+
+
+async def _lock_due(session: AsyncSession, step_run_ids: list[int], now: datetime, result: BatchResult) -> list[_Due]:
+    """Lock the due step runs and sort out the ones a batch can run; the others go to `result`."""
+    # A step run another worker holds is skipped: that worker is running it.
+    runs, enrolments = await _load(session, step_run_ids, lock=True, skip_locked=True)
+    found = {run.id for run in runs}
+    for step_run_id in step_run_ids:
+        if step_run_id not in found:
+            result.outcomes[step_run_id] = "busy"
+
+    contact_ids = sorted({enrolments[run.enrolment_id][0].contact_id for run in runs if run.enrolment_id in enrolments})
+    facts = await _lock_facts(session, contact_ids)
+    due: list[_Due] = []
+    emailed: set[str] = set()
+    for run in runs:
+        run_id = run.id or 0
+        if run.state != "scheduled":
+            result.outcomes[run_id] = "finished"
+            continue
+        if run.due_at > now:
+            result.outcomes[run_id] = "not_due"
+            continue
+
+        if run.enrolment_id not in enrolments:
+            result.alone.append(run_id)
+            continue
+        enrolment, sequence, version = enrolments[run.enrolment_id]
+        definition = definition_of(version)
+        step = definition.step(run.step_id)
+        fact = facts.get(enrolment.contact_id)
+        # Cancelling, pausing, copying a contact and reaching a goal are the single run's cases.
+        if enrolment.state != "active" or sequence.status != "active" or fact is None or not fact.email:
+            result.alone.append(run_id)
+            continue
+        if goal_met(definition, fact):
+            result.alone.append(run_id)
+            continue
+        if step.email is not None:
+            # A second email to one contact runs after this batch, so its frequency cap counts the first.
+            if enrolment.contact_id in emailed:
+                result.alone.append(run_id)
+                continue
+            emailed.add(enrolment.contact_id)
+        due.append(_Due(run, enrolment, definition, step, fact))
+    return due
+
+
+async def _lock_facts(session: AsyncSession, contact_ids: list[str]) -> dict[str, ContactFact]:
+    """Read and lock the contacts' facts in one order, so two batches sharing contacts queue instead of deadlocking.
+
+    Holding a contact's row also makes any single send to the contact wait, as its frequency cap must.
+    """
+    if not contact_ids:
+        return {}
+    query = select(ContactFact).where(col(ContactFact.contact_id).in_(contact_ids)).order_by(col(ContactFact.contact_id))
+    rows = (await session.exec(locked(query, session))).all()
+    if rows and dialect_of(session) == "postgresql":
+        await session.exec(
+            update(ContactFact)
+            .where(col(ContactFact.contact_id).in_([row.contact_id for row in rows]))
+            .values(send_serial=col(ContactFact.send_serial) + 1)
+            .execution_options(synchronize_session=False)
+        )
+    return {row.contact_id: row for row in rows}
+
+
+async def _end_waits(session: AsyncSession, waits: list[_Due], now: datetime, result: BatchResult) -> None:
+    """Close the waits with one statement, then schedule the step after each."""
+    closed = await _close_runs(session, [item.run for item in waits], "done", "waited", now)
+    for item in waits:
+        run_id = item.run.id or 0
+        if run_id not in closed:
+            result.outcomes[run_id] = "finished"
+            continue
+        result.outcomes[run_id] = "waited"
+        following = await advance(session, item.enrolment, item.definition, item.fact, after=item.run.step_id, start=item.run.due_at)
+        if following is not None and following.id is not None and following.due_at <= now:
+            cancel_wakeup(session, following.id)
+            result.chained.append(following.id)
+
+
+async def _close_runs(session: AsyncSession, runs: list[StepRun], state: str, outcome: str, now: datetime) -> set[int]:
+    """Move scheduled runs to a final state with one statement; return the ids this call closed."""
+    if not runs:
+        return set()
+    statement = (
+        update(StepRun)
+        .where(col(StepRun.id).in_([run.id for run in runs]), col(StepRun.state) == "scheduled")
+        .values(state=state, outcome=outcome[:64], finished_at=now)
+        .returning(col(StepRun.id))
+        .execution_options(synchronize_session=False)
+    )
+    closed = {row for row in (await session.exec(statement)).scalars()}  # type: ignore[call-overload]
+    for run in runs:
+        if run.id in closed:
+            # The statement wrote these; setting them as committed keeps the flush from writing them again.
+            set_committed_value(run, "state", state)
+            set_committed_value(run, "outcome", outcome[:64])
+            set_committed_value(run, "finished_at", now)
+    return closed
+
+
+# --- consent ----------------------------------------------------------------------------------------
+
+
+async def _consent_verdicts(runtime: Runtime, step_run_ids: list[int]) -> dict[tuple[str, str | None], bool] | None:
+    """Ask the contacts service, once per topic, which of the batch's contacts may be emailed now.
+
+    The keys are (contact, topic). A contact without an answer (the call failed, or the service does
+    not know it) has no key, and its email runs alone, which decides on the local copy or exits the
+    enrolment. None means the local copy decides for all: there is no contacts service, or it failed
+    a moment ago. This runs before any lock is taken, as the single run does, so no send waits on it.
+    """
+    if runtime.contacts is None or not runtime.contacts_breaker.closed():
+        return None
+    async with runtime.db.session() as session:
+        runs, enrolments = await _load(session, step_run_ids, lock=False)
+    by_topic: dict[str | None, set[str]] = {}
+    for run in runs:
+        if run.enrolment_id not in enrolments:
+            continue
+        enrolment, _, version = enrolments[run.enrolment_id]
+        step = definition_of(version).step(run.step_id)
+        if step.email is not None:
+            by_topic.setdefault(step.email.topic, set()).add(enrolment.contact_id)
+
+    verdicts: dict[tuple[str, str | None], bool] = {}
+    for topic, contact_ids in by_topic.items():
+        ordered = sorted(contact_ids)
+        for start in range(0, len(ordered), CONSENT_QUERY_SIZE):
+            body: dict[str, Any] = {"contact_ids": ordered[start : start + CONSENT_QUERY_SIZE], "topic": topic}
+            try:
+                answer = await runtime.contacts.request("POST", "/contacts/sendability", json=body)
+            except Problem as problem:
+                if problem.status >= 500:
+                    runtime.contacts_breaker.trip()
+                log.warning("consent.batch_check_failed", contacts=len(body["contact_ids"]), status=problem.status)
+                return verdicts
+            for verdict in answer.get("contacts", []):
+                verdicts[(str(verdict["contact_id"]), topic)] = verdict.get("sendable") is True
+    return verdicts
+
+
+# --- emails -----------------------------------------------------------------------------------------
+
+
+async def _claim_emails(
+    runtime: Runtime,
+    session: AsyncSession,
+    emails: list[_Due],
+    verdicts: dict[tuple[str, str | None], bool] | None,
+    now: datetime,
+    result: BatchResult,
+) -> list[Delivery]:
+    """Record a `sending` message for each email that may go out now; hand every other one back."""
+    begun = await _begun_sends(session, emails)
+    recent = await _recent_sends(runtime, session, emails, now)
+    templates: dict[str, Template | None] = {}
+    rows: list[dict[str, Any]] = []
+    prepared: dict[str, tuple[_Due, str, EmailMessage]] = {}
+
+    for item in emails:
+        run_id = item.run.id or 0
+        email = item.step.email
+        assert email is not None
+        contact_id = item.enrolment.contact_id
+        if verdicts is None:
+            sendable = blocking_consent(item.fact) is None and blocking_consent(item.fact, email.topic) is None
+        else:
+            sendable = verdicts.get((contact_id, email.topic)) is True
+        # A refusal, a send begun before and a deferral are the single run's cases.
+        if not sendable or (item.enrolment.id, item.run.step_id) in begun:
+            result.alone.append(run_id)
+            continue
+        if not _send_now(runtime, item, recent.get(contact_id, []), now):
+            result.alone.append(run_id)
+            continue
+        if email.template_id not in templates:
+            templates[email.template_id] = await session.get(Template, email.template_id)
+        built = _render(runtime, item, templates[email.template_id], now)
+        if built is None:
+            result.alone.append(run_id)
+            continue
+        row, message = built
+        rows.append(row)
+        prepared[item.enrolment.id] = (item, row["message_id"], message)
+
+    inserted = await _insert_messages(session, rows)
+    deliveries: list[Delivery] = []
+    for enrolment_id, (item, message_id, message) in prepared.items():
+        row_id = inserted.get(enrolment_id)
+        if row_id is None:
+            # Another worker recorded this send between our read and our insert.
+            result.outcomes[item.run.id or 0] = "in_flight"
+            continue
+        deliveries.append(Delivery(item.run.id or 0, row_id, message_id, item.fact.email or "", message))
+    return deliveries
+
+
+async def _begun_sends(session: AsyncSession, emails: list[_Due]) -> set[tuple[str, str]]:
+    """Return the (enrolment, step) pairs of the batch whose message exists already."""
+    if not emails:
+        return set()
+    query = select(SentMessage.enrolment_id, SentMessage.step_id).where(
+        col(SentMessage.enrolment_id).in_([item.enrolment.id for item in emails])
+    )
+    return {(enrolment_id, step_id) for enrolment_id, step_id in (await session.exec(query)).all()}
+
+
+async def _recent_sends(runtime: Runtime, session: AsyncSession, emails: list[_Due], now: datetime) -> dict[str, list[datetime]]:
+    """Return, by contact, when the messages that the frequency cap counts were recorded."""
+    cap = runtime.settings.frequency_cap()
+    if cap is None or not emails:
+        return {}
+    since = now - cap.period - timedelta(seconds=runtime.settings.late_send_grace_s)
+    query = select(SentMessage.contact_id, SentMessage.created_at).where(
+        col(SentMessage.contact_id).in_(sorted({item.enrolment.contact_id for item in emails})),
+        col(SentMessage.state).in_(COUNTED_BY_CAP),
+        col(SentMessage.created_at) > since,
+    )
+    recent: dict[str, list[datetime]] = {}
+    for contact_id, created_at in (await session.exec(query)).all():
+        recent.setdefault(contact_id, []).append(created_at)
+    return recent
+
+
+def _send_now(runtime: Runtime, item: _Due, recent: list[datetime], now: datetime) -> bool:
+    """Return whether the window, quiet hours and frequency cap let the email go out now.
+
+    When they do, the step's due time becomes the instant they allow, as in the single run, so the
+    next step starts from it.
+    """
+    email = item.step.email
+    assert email is not None
+    late = now - item.run.due_at > timedelta(seconds=runtime.settings.late_send_grace_s)
+    candidate = now if late else item.run.due_at
+    cap = runtime.settings.frequency_cap()
+    counted = [sent for sent in recent if cap is not None and sent > candidate - cap.period]
+    zone = resolve_zone(item.fact.timezone, item.definition.timezone)
+    try:
+        send_at = earliest_send_at(
+            candidate, zone, send_window=email.send_window, quiet_hours=item.definition.quiet_hours, cap=cap, recent_sends=counted
+        )
+    except NoSendTimeError:
+        return False
+    if send_at > now:
+        return False
+    if send_at != item.run.due_at:
+        item.run.due_at = send_at
+    return True
+
+
+def _render(runtime: Runtime, item: _Due, template: Template | None, now: datetime) -> tuple[dict[str, Any], EmailMessage] | None:
+    """Render and build one email; None when it fails, so the single run records why."""
+    email, fact, enrolment = item.step.email, item.fact, item.enrolment
+    assert email is not None and fact.email is not None
+    if template is None:
+        return None
+    message_id = new_message_id(runtime.settings.message_id_domain)
+    links = message_links(runtime, message_id, enrolment.contact_id, now)
+    try:
+        rendered = render_email(as_email_template(template), recipient(fact), links)
+        message = build_email(
+            runtime,
+            message_id=message_id,
+            recipient=fact.email,
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            unsubscribe_url=links.unsubscribe_url(),
+            created_at=now,
+            enrolment_id=enrolment.id,
+            step_id=item.run.step_id,
+        )
+    except (TemplateRenderError, TemplateValidationError, MessageBuildError):
+        return None
+    row = {
+        "message_id": message_id,
+        "enrolment_id": enrolment.id,
+        "step_id": item.run.step_id,
+        "sequence_id": enrolment.sequence_id,
+        "version": enrolment.version,
+        "contact_id": enrolment.contact_id,
+        "template_id": email.template_id,
+        "recipient": fact.email,
+        "subject": rendered.subject,
+        "html": rendered.html,
+        "text": rendered.text,
+        "state": "sending",
+        "attempts": 0,
+        "claimed_by": runtime.worker_id,
+        "created_at": now,
+        "status": "sending",
+        "updated_at": now,
+    }
+    return row, message
+
+
+async def _insert_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert the messages with one statement, skipping any that exists; return the new row ids by enrolment."""
+    if not rows:
+        return {}
+    insert = postgresql.insert if dialect_of(session) == "postgresql" else sqlite.insert
+    statement = (
+        insert(SentMessage)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning(col(SentMessage.id), col(SentMessage.enrolment_id))
+    )
+    result = await session.exec(statement)  # type: ignore[call-overload]
+    return {enrolment_id: row_id for row_id, enrolment_id in result.all()}
+
+
+# --- delivery ---------------------------------------------------------------------------------------
+
+
+async def _deliver(runtime: Runtime, groups: "_Groups", delivery: Delivery) -> str:
+    """Send one claimed email, handing it over and recording its outcome together with the batch's others."""
+    try:
+        result = await runtime.smtp.send(
+            delivery.email,
+            sender=runtime.envelope_sender,
+            recipient=delivery.recipient,
+            before_final_dot=lambda: groups.hand_overs.submit(delivery.message_row_id),
+        )
+        if result.outcome is None:
+            return "lost_claim"
+        return await groups.outcomes.submit((delivery, result))
+    except asyncio.CancelledError:
+        # The worker is stopping: release a claim that has not reached the final dot, so another
+        # worker sends the message now instead of waiting for this one's heartbeat to go stale.
+        await asyncio.shield(release_claim(runtime, delivery))
+        raise
+    finally:
+        runtime.in_flight.discard(delivery.message_row_id)
+
+
+Item = TypeVar("Item")
+Answer = TypeVar("Answer")
+
+
+class GroupCommit(Generic[Item, Answer]):
+    """Write the items that arrive while a write is running in the next write, one transaction for all.
+
+    The first item starts a write at once; items that arrive while it runs wait for the next one.
+    So a quiet moment costs no delay, and a busy one makes the transactions larger instead of more.
+    """
+
+    def __init__(self, write: Callable[[list[Item]], Awaitable[list[Answer]]]) -> None:
+        self._write = write
+        self._waiting: list[tuple[Item, asyncio.Future[Answer]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def submit(self, item: Item) -> Answer:
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            # Let the items that are ready in this turn of the loop join the first write.
+            await asyncio.sleep(0)
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                try:
+                    answers = await self._write([item for item, _ in group])
+                except BaseException as error:
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(error)
+                    if not isinstance(error, Exception):
+                        raise
+                    continue
+                for (_, future), answer in zip(group, answers, strict=True):
+                    if not future.done():
+                        future.set_result(answer)
+        finally:
+            self._writer = None
+
+
+class _Groups:
+    """The group commits of one batch: hand-overs before the final dot, and outcomes after the reply."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.hand_overs: GroupCommit[int, bool] = GroupCommit(lambda ids: _hand_over(runtime, ids))
+        self.outcomes: GroupCommit[tuple[Delivery, SendResult], str] = GroupCommit(lambda items: _record_outcomes(runtime, items))
+
+
+async def _hand_over(runtime: Runtime, message_row_ids: list[int]) -> list[bool]:
+    """Record that the server may hold these messages from now on; False for a message whose claim was lost."""
+    async with runtime.writing(), runtime.db.session() as session:
+        statement = (
+            update(SentMessage)
+            .where(
+                col(SentMessage.id).in_(message_row_ids),
+                col(SentMessage.claimed_by) == runtime.worker_id,
+                col(SentMessage.state) == "sending",
+            )
+            .values(state="awaiting_reply", updated_at=clock.now())
+            .returning(col(SentMessage.id))
+        )
+        handed = set((await session.exec(statement)).scalars())  # type: ignore[call-overload]
+        await session.commit()
+    return [row_id in handed for row_id in message_row_ids]
+
+
+async def _record_outcomes(runtime: Runtime, items: list[tuple[Delivery, SendResult]]) -> list[str]:
+    """Write the outcomes of many emails in one transaction; on a database error, write each alone with retries."""
+    try:
+        return await _write_outcomes(runtime, items)
+    except Exception as error:  # noqa: BLE001 - the group rolled back; each outcome is written alone instead
+        log.warning("batch.outcomes_failed", messages=len(items), error=repr(error))
+    answers: list[str] = []
+    for delivery, result in items:
+        async with runtime.db.engine.connect() as connection:
+            answers.append(await record_outcome(runtime, delivery, result, connection))
+    return answers
+
+
+async def _write_outcomes(runtime: Runtime, items: list[tuple[Delivery, SendResult]]) -> list[str]:
+    async with runtime.writing(), runtime.db.session() as session:
+        attach_queue(session, runtime.redis, runtime.settings.namespace)
+        runs, enrolments = await _load(session, [delivery.step_run_id for delivery, _ in items], lock=True)
+        runs_by_id = {run.id: run for run in runs}
+        message_ids = sorted(delivery.message_row_id for delivery, _ in items)
+        message_query = select(SentMessage).where(col(SentMessage.id).in_(message_ids)).order_by(col(SentMessage.id))
+        messages = {message.id: message for message in (await session.exec(locked(message_query, session))).all()}
+        facts = await _facts(session, {enrolment.contact_id for enrolment, _, _ in enrolments.values()})
+        events = await _events_of(session, [message.message_id for message in messages.values()])
+
+        now = clock.now()
+        answers: list[str] = []
+        accepted: list[tuple[StepRun, Enrolment, SequenceDefinition, ContactFact | None]] = []
+        for delivery, result in items:
+            assert result.outcome is not None
+            run, message = runs_by_id.get(delivery.step_run_id), messages.get(delivery.message_row_id)
+            if run is None or message is None or run.enrolment_id not in enrolments:
+                log.info("message.erased_while_sending", message_id=delivery.message_id)
+                answers.append("erased")
+                continue
+            if message.claimed_by != runtime.worker_id or message.state not in IN_PROGRESS:
+                log.warning("message.claim_lost", message_id=message.message_id, claimed_by=message.claimed_by)
+                answers.append("lost_claim")
+                continue
+
+            enrolment, _, version = enrolments[run.enrolment_id]
+            definition = definition_of(version)
+            fact = facts.get(enrolment.contact_id)
+            message.attempts += 1
+            message.smtp_code = result.outcome.code
+            message.smtp_status = result.outcome.enhanced_status
+            if result.outcome.kind is SmtpOutcomeKind.ACCEPTED:
+                message.state, message.sent_at, message.claimed_by, message.next_attempt_at = "sent", now, None, None
+                facts_of_message = [EventFact(e.type, e.occurred_at, e.verdict) for e in events.get(message.message_id, [])]
+                apply_status(message, derive_status(message.state, facts_of_message))
+                publish_email_event(runtime, session, message, "email_sent", now)
+                accepted.append((run, enrolment, definition, fact))
+                answers.append("sent")
+            elif result.outcome.kind is SmtpOutcomeKind.PERMANENT:
+                answers.append(await record_rejection(runtime, session, run, enrolment, message, result.reply, now))
+            else:
+                answers.append(
+                    await record_temporary_failure(runtime, session, run, enrolment, definition, fact, message, result.reply, now)
+                )
+            log.info("message.outcome", message_id=delivery.message_id, outcome=answers[-1], reply=result.reply[:120])
+
+        closed = await _close_runs(session, [run for run, _, _, _ in accepted], "done", "sent", now)
+        for run, enrolment, definition, fact in accepted:
+            if run.id in closed and enrolment.state == "active":
+                await advance(session, enrolment, definition, fact, after=run.step_id, start=run.due_at)
+        await session.commit()
+    return answers
+
+
+async def _facts(session: AsyncSession, contact_ids: set[str]) -> dict[str, ContactFact]:
+    if not contact_ids:
+        return {}
+    rows = (await session.exec(select(ContactFact).where(col(ContactFact.contact_id).in_(sorted(contact_ids))))).all()
+    return {row.contact_id: row for row in rows}
+
+
+async def _events_of(session: AsyncSession, message_ids: list[str]) -> dict[str, list[MessageEvent]]:
+    """Return the events already stored for the messages (a provider can report before the outcome is written)."""
+    events: dict[str, list[MessageEvent]] = {}
+    if not message_ids:
+        return events
+    query = (
+        select(MessageEvent)
+        .where(col(MessageEvent.message_id).in_(message_ids))
+        .order_by(col(MessageEvent.occurred_at), col(MessageEvent.id))
+    )
+    for event in (await session.exec(query)).all():
+        events.setdefault(event.message_id, []).append(event)
+    return events
+
+
+__all__ = ["BatchResult", "GroupCommit", "run_batch"]
