@@ -234,7 +234,7 @@ async def _end_waits(session: AsyncSession, waits: list[_Due], now: datetime, re
             continue
         result.outcomes[run_id] = "waited"
         following = await advance(session, item.enrolment, item.definition, item.fact, after=item.run.step_id, start=item.run.due_at)
-        if following is not None and following.id is not None and following.due_at <= now:
+        if following is not None and following.due_at <= now:
             cancel_wakeup(session, following.id)
             result.chained.append(following.id)
 

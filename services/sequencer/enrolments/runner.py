@@ -212,7 +212,7 @@ async def _finish_wait(
     # The step after a wait is usually an email due the same instant. Running it here saves a Redis
     # job, and the email goes out without waiting for a job poll or the next sweep.
     chained: int | None = None
-    if claim.due_next is not None and following is not None and following.id is not None and following.due_at <= now:
+    if claim.due_next is not None and following is not None and following.due_at <= now:
         chained = following.id
         cancel_wakeup(session, chained)
     await session.commit()

@@ -6,6 +6,7 @@ instant the step before it was due (after its deferrals), not when a worker happ
 late worker does not shift the rest of the sequence.
 """
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import update
@@ -28,6 +29,14 @@ from services.sequencer.sequences.models import Sequence
 from services.sequencer.sequences.schema import EventGoal
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ScheduledRun:
+    """A step run that `advance` just scheduled."""
+
+    id: int
+    due_at: datetime
 
 
 class EnrolmentRefused(Conflict):
@@ -126,10 +135,10 @@ async def advance(
     *,
     after: str | None,
     start: datetime,
-) -> StepRun | None:
+) -> ScheduledRun | None:
     """Schedule the step after `after` (the first step when None), deciding branches on the way.
 
-    Returns the new step run, or None when the enrolment has run out of steps (it is then completed)
+    Returns the new step run's id and due time, or None when the enrolment has run out of steps (it is then completed)
     or the next step run exists already (another worker advanced first).
     """
     step = first_step(definition) if after is None else next_step(definition, after)
@@ -180,7 +189,7 @@ async def _schedule(
     fact: ContactFact | None,
     step: Step,
     start: datetime,
-) -> StepRun | None:
+) -> ScheduledRun | None:
     assert step.id is not None
     zone = resolve_zone(fact.timezone if fact is not None else None, definition.timezone)
     if step.wait is not None:
@@ -214,7 +223,7 @@ async def _schedule(
     enrolment.current_step_id = step.id
     enrolment.updated_at = start
     wake_after_commit(session, Wakeup(step_run_id, 0, due))
-    return await session.get(StepRun, step_run_id)
+    return ScheduledRun(step_run_id, due)
 
 
 def _finish(enrolment: Enrolment, state: str, reason: str | None, at: datetime) -> None:
