@@ -77,12 +77,19 @@ def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
     server.stop()
 
 
-async def _wait_for(condition, description: str) -> None:  # type: ignore[no-untyped-def]
+async def _wait_for(condition, description: str, worker: WorkerProcess | None = None) -> int:  # type: ignore[no-untyped-def]
+    """Wait until `condition` holds; start `worker` again whenever it exits, as `nurture up` would; return the restarts."""
     deadline = time.monotonic() + TIMEOUT_S
+    restarts = 0
     while not await condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {description}")
+        if worker is not None and worker.process is not None and worker.process.poll() is not None:
+            # arq stops the worker when Redis drops a connection in the middle of taking a job.
+            restarts += 1
+            worker.start()
         await asyncio.sleep(0.05)
+    return restarts
 
 
 @pytest.mark.timeout(900)
@@ -119,7 +126,7 @@ async def test_redis_restart_sends_each_once(isolated: Isolated, sink: Sink, red
         redis_server.kill()
         sent_at_restart = len(ours())
         redis_server.start()
-        await _wait_for(all_finished, "every step run to finish")
+        await _wait_for(all_finished, "every step run to finish", worker)
         await asyncio.sleep(1.0)
     finally:
         worker.stop()

@@ -103,6 +103,36 @@ async def test_batch_enrols_new_and_skips_erased(api, runtime: Runtime) -> None:
     assert await enrolments_of(runtime, sequence_id, leaving) == []
 
 
+async def test_batch_sees_the_enrolments_its_own_events_made(api, runtime: Runtime) -> None:
+    _, client = api
+    clock.freeze(START)
+    goal = {"type": "event", "event_type": "form_submitted", "conditions": [{"property": "form", "value": "demo"}]}
+    sequence_id = await make_sequence(client, PRICING, goal=goal)
+    converted, opted_out, browsing = await add_contact(runtime), await add_contact(runtime), await add_contact(runtime)
+    visit = {"url": "https://acme.test/pricing"}
+    unsubscribe = {"contact_id": opted_out, "topic": None, "status": "unsubscribed", "source": "api", "at": START.isoformat()}
+
+    outcomes = await deliver_batch(runtime, [
+        ("contact.event_recorded", timeline_event(converted, "page_view", visit)),
+        ("contact.event_recorded", timeline_event(opted_out, "page_view", visit)),
+        ("contact.event_recorded", timeline_event(browsing, "page_view", visit)),
+        ("contact.event_recorded", timeline_event(converted, "form_submitted", {"form": "demo"})),
+        ("consent.changed", unsubscribe),
+        ("contact.event_recorded", timeline_event(browsing, "page_view", visit)),
+    ])
+
+    assert outcomes == {"applied": 6}
+    ended = {
+        contact_id: [(item.state, item.exit_reason) for item in await enrolments_of(runtime, sequence_id, contact_id)]
+        for contact_id in (converted, opted_out, browsing)
+    }
+    assert ended == {
+        converted: [("exited", "goal_reached")],
+        opted_out: [("exited", "unsubscribed")],
+        browsing: [("active", None)],
+    }
+
+
 async def test_second_visit_does_not_enrol_twice(api, runtime: Runtime) -> None:
     _, client = api
     clock.freeze(START)

@@ -21,7 +21,14 @@ from services.kit.logging import get_logger
 from services.kit.problems import NotFound
 from services.sequencer.engagement.handlers import RecordedEngagement, is_hard_bounce, record_email_event
 from services.sequencer.enrolments.models import Enrolment, StepRun
-from services.sequencer.enrolments.service import EnrolmentRefused, active_enrolments, enrol, exit_all, exit_enrolment
+from services.sequencer.enrolments.service import (
+    EnrolmentRefused,
+    active_enrolments,
+    enrol,
+    exit_all,
+    exit_enrolment,
+    prefetch_active_enrolments,
+)
 from services.sequencer.enrolments.wakeups import Wakeup, attach_queue, wake_after_commit
 from services.sequencer.facts import service as facts
 from services.sequencer.facts.models import ContactFact
@@ -224,10 +231,11 @@ async def on_score_changed(session: AsyncSession, envelope: EventEnvelope, ctx: 
 
 
 async def prefetch_batch(session: AsyncSession, envelopes: list[EventEnvelope], ctx: Context) -> None:
-    """Read the facts and erasures of a batch's contacts at once, instead of per event."""
+    """Read the facts, erasures and active enrolments of a batch's contacts at once, instead of per event."""
     contact_ids = {contact_id for envelope in envelopes if (contact_id := contact_id_of(envelope))}
     if contact_ids:
         await facts.prefetch_facts(session, contact_ids)
+        await prefetch_active_enrolments(session, contact_ids)
 
 
 HANDLERS = {

@@ -13,6 +13,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.kit.consumer import BATCH_CACHE
 from services.kit.logging import get_logger
 from services.kit.problems import Conflict
 from services.sequencer.dbutil import insert_ignoring_conflict
@@ -27,6 +28,9 @@ from services.sequencer.sending.models import SentMessage
 from services.sequencer.sequences import SequenceDefinition, Step, evaluate_branch, first_step, goal_reached, may_reenter, next_step
 from services.sequencer.sequences.models import Sequence
 from services.sequencer.sequences.schema import EventGoal
+
+# Key of the batch's active enrolments in a consumer batch's cache.
+_ENROLMENTS = "active_enrolments"
 
 log = get_logger(__name__)
 
@@ -105,6 +109,7 @@ async def enrol(
 
     enrolment = await session.get(Enrolment, enrolment_id)
     assert enrolment is not None
+    _remember(session, enrolment)
     log.info("enrolment.created", enrolment_id=enrolment.id, sequence_id=sequence.id, contact_id=contact_id, trigger=trigger)
     await advance(session, enrolment, definition, fact, after=None, start=now)
     return enrolment
@@ -252,7 +257,39 @@ async def exit_enrolment(session: AsyncSession, enrolment: Enrolment, reason: st
     return True
 
 
+@dataclass
+class _BatchEnrolments:
+    """The active enrolments of a consumer batch's contacts, read at once; exits change the rows' state."""
+
+    checked: set[str]
+    by_contact: dict[str, list[Enrolment]]
+
+
+def _batch_enrolments(session: AsyncSession) -> _BatchEnrolments | None:
+    cache = session.info.get(BATCH_CACHE)
+    return cache.get(_ENROLMENTS) if cache is not None else None
+
+
+async def prefetch_active_enrolments(session: AsyncSession, contact_ids: set[str]) -> None:
+    """Read the active enrolments of a batch's contacts with one statement."""
+    ids = sorted(contact_ids)
+    query = select(Enrolment).where(col(Enrolment.contact_id).in_(ids), Enrolment.state == "active")
+    by_contact: dict[str, list[Enrolment]] = {}
+    for enrolment in (await session.exec(query)).all():
+        by_contact.setdefault(enrolment.contact_id, []).append(enrolment)
+    session.info[BATCH_CACHE][_ENROLMENTS] = _BatchEnrolments(set(ids), by_contact)
+
+
+def _remember(session: AsyncSession, enrolment: Enrolment) -> None:
+    batch = _batch_enrolments(session)
+    if batch is not None and enrolment.contact_id in batch.checked:
+        batch.by_contact.setdefault(enrolment.contact_id, []).append(enrolment)
+
+
 async def active_enrolments(session: AsyncSession, contact_id: str) -> list[Enrolment]:
+    batch = _batch_enrolments(session)
+    if batch is not None and contact_id in batch.checked:
+        return [enrolment for enrolment in batch.by_contact.get(contact_id, []) if enrolment.state == "active"]
     query = select(Enrolment).where(Enrolment.contact_id == contact_id, Enrolment.state == "active")
     return list((await session.exec(query)).all())
 

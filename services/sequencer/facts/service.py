@@ -62,11 +62,11 @@ async def prefetch_facts(session: AsyncSession, contact_ids: Set[str]) -> None:
     session.info[BATCH_CACHE][_BATCH_FACTS] = BatchFacts(set(ids), erased, {row.contact_id: row for row in rows})
 
 
-def forget_batch_facts(session: AsyncSession) -> None:
-    """Drop the batch's facts, whose rows an erasure just detached from the session."""
+def forget_batch_cache(session: AsyncSession) -> None:
+    """Drop everything the batch cached (facts, enrolments, definitions): an erasure just detached its rows."""
     cache = session.info.get(BATCH_CACHE)
     if cache is not None:
-        cache.pop(_BATCH_FACTS, None)
+        cache.clear()
 
 
 async def is_erased(session: AsyncSession, contact_id: str) -> bool:

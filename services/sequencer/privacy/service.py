@@ -21,7 +21,7 @@ from services.sequencer.engagement.models import MessageEvent, StepCounter
 from services.sequencer.engagement.report import FAILED_STATES, engagement_of
 from services.sequencer.enrolments.models import Enrolment, StepRun
 from services.sequencer.facts.models import ContactFact, ErasedContact
-from services.sequencer.facts.service import contact_hash, forget_batch_facts
+from services.sequencer.facts.service import contact_hash, forget_batch_cache
 from services.sequencer.sending.models import SentMessage
 
 log = get_logger(__name__)
@@ -81,7 +81,7 @@ async def erase_contact(session: AsyncSession, contact_id: str, now: datetime) -
     # database. Changes still pending (earlier events of a batch) are written before they are dropped.
     await session.flush()
     session.expunge_all()
-    forget_batch_facts(session)
+    forget_batch_cache(session)
     log.info("contact.erased", **counts)
     return counts
 

@@ -10,6 +10,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
+from services.kit.consumer import BATCH_CACHE
 from services.kit.logging import get_logger
 from services.kit.pagination import Page, decode_time_cursor, encode_cursor
 from services.kit.problems import Conflict, NotFound, Unprocessable, field_error
@@ -169,7 +170,15 @@ def definition_of(version: SequenceVersion) -> SequenceDefinition:
 
 
 async def load_definition(session: AsyncSession, sequence_id: str, version: int) -> SequenceDefinition:
-    return definition_of(await get_version(session, sequence_id, version))
+    """Return the definition of one version; a consumer's batch reads each version once."""
+    cache = session.info.get(BATCH_CACHE)
+    versions: dict[tuple[str, int], SequenceDefinition] | None = cache.setdefault("versions", {}) if cache is not None else None
+    if versions is not None and (sequence_id, version) in versions:
+        return versions[(sequence_id, version)]
+    definition = definition_of(await get_version(session, sequence_id, version))
+    if versions is not None:
+        versions[(sequence_id, version)] = definition
+    return definition
 
 
 def sequence_out(sequence: Sequence, version: SequenceVersion) -> SequenceOut:
@@ -202,7 +211,13 @@ async def list_sequences(session: AsyncSession, *, limit: int, cursor: str | Non
 
 
 async def active_definitions(session: AsyncSession) -> list[tuple[Sequence, SequenceDefinition]]:
-    """Return every active sequence with the definition of its current version, for trigger matching."""
+    """Return every active sequence with the definition of its current version, for trigger matching.
+
+    A consumer's batch reads them once, as if the whole batch ran at the instant of its first event.
+    """
+    cache = session.info.get(BATCH_CACHE)
+    if cache is not None and "active" in cache:
+        return list(cache["active"])
     query = (
         select(Sequence, SequenceVersion)
         .join(
@@ -215,4 +230,7 @@ async def active_definitions(session: AsyncSession) -> list[tuple[Sequence, Sequ
         .where(Sequence.status == "active")
         .order_by(col(Sequence.created_at))
     )
-    return [(sequence, definition_of(version)) for sequence, version in (await session.exec(query)).all()]
+    active = [(sequence, definition_of(version)) for sequence, version in (await session.exec(query)).all()]
+    if cache is not None:
+        cache["active"] = active
+    return list(active)
