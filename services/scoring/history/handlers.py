@@ -14,7 +14,7 @@ the pool's connections checked out.
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -31,13 +31,14 @@ from services.scoring.history.service import (
     is_machine_event,
     lock_contact,
     lock_existing_contacts,
+    read_recent_history,
     scored_event,
     store_event,
     store_events,
 )
 from services.scoring.history.models import ContactFacts
 from services.scoring.rulesets.service import ActiveModel, active_models
-from services.scoring.scores.service import ScoringRun, load_books, score_event, score_fit
+from services.scoring.scores.service import ScoringRun, load_books, pattern_reach, score_event, score_fit
 
 log = get_logger(__name__)
 
@@ -92,6 +93,7 @@ def _scoring_run(session: AsyncSession, ctx: dict[str, Any], *, source: str, now
     if cache is not None:
         run._thresholds = cache.setdefault("thresholds", {})
         run.books = cache.setdefault("books", {})
+        run.history = cache.get("recent")
     return run
 
 
@@ -131,10 +133,24 @@ async def prefetch_batch(session: AsyncSession, envelopes: list[EventEnvelope], 
     await store_events(session, events)
     cache["stored"] = {event.id for event in events}
 
-    names = tuple(model.name for model in await _active_models(session))
+    models = await _active_models(session)
+    names = tuple(model.name for model in models)
     if names:
         books = await load_books(session, contact_ids, names)
         cache.setdefault("books", {}).update({(contact_id, names): book for contact_id, book in books.items()})
+
+    # Pattern rules look at the events around each event. For the contacts whose events of this
+    # batch are all stored by now, those are read here with one statement.
+    window, types = pattern_reach(models)
+    covered = sorted({event.contact_id for event in events})
+    if covered and types and window > timedelta(0):
+        cache["recent"] = await read_recent_history(
+            session,
+            covered,
+            since=min(event.occurred_at for event in events) - window,
+            until=max(event.occurred_at for event in events) + window,
+            types=types,
+        )
 
 
 def _forget(session: AsyncSession, contact_id: str) -> None:

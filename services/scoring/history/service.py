@@ -8,6 +8,7 @@ transaction takes the database's single write lock, which serialises writers any
 """
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -159,16 +160,63 @@ def contact_document(facts: FactsRecord | None) -> dict[str, Any]:
     return {**facts.facts, "stage": facts.stage}
 
 
+@dataclass(frozen=True)
+class RecentHistory:
+    """Events of some contacts between two instants, read once for a batch's pattern rules."""
+
+    contact_ids: frozenset[str]
+    types: frozenset[str]
+    since: datetime
+    until: datetime
+    by_contact: Mapping[str, list[ScoredEvent]]
+
+    def covers(self, event: ScoredEvent, window: timedelta, types: frozenset[str]) -> bool:
+        return (
+            event.contact_id in self.contact_ids
+            and types <= self.types
+            and self.since <= event.occurred_at - window
+            and event.occurred_at + window <= self.until
+        )
+
+
+async def read_recent_history(
+    session: AsyncSession, contact_ids: Sequence[str], *, since: datetime, until: datetime, types: frozenset[str]
+) -> RecentHistory:
+    """Read the contacts' events of `types` between `since` and `until` with one statement."""
+    query = select(ScoredEvent).where(
+        col(ScoredEvent.contact_id).in_(list(contact_ids)),
+        col(ScoredEvent.type).in_(sorted(types)),
+        ScoredEvent.occurred_at >= since,
+        ScoredEvent.occurred_at <= until,
+    )
+    by_contact: dict[str, list[ScoredEvent]] = {}
+    for row in (await session.exec(query)).all():
+        by_contact.setdefault(row.contact_id, []).append(row)
+    return RecentHistory(frozenset(contact_ids), types, since, until, by_contact)
+
+
 async def recent_events(
     session: AsyncSession,
     event: ScoredEvent,
     *,
     window: timedelta,
     types: frozenset[str],
+    history: RecentHistory | None = None,
 ) -> list[dict[str, Any]]:
-    """Return the contact's human events of `types` within `window` before or after `event`."""
+    """Return the contact's human events of `types` within `window` before or after `event`.
+
+    With a `history` that covers the event, no statement is run.
+    """
     if not types or window <= timedelta(0):
         return []
+    if history is not None and history.covers(event, window, types):
+        low, high = event.occurred_at - window, event.occurred_at + window
+        return [
+            event_document(row)
+            for row in history.by_contact.get(event.contact_id, [])
+            if row.type in types and low <= row.occurred_at <= high and row.id != event.id
+            and not is_machine_event(row.properties)
+        ]
     query = select(ScoredEvent).where(
         ScoredEvent.contact_id == event.contact_id,
         col(ScoredEvent.type).in_(sorted(types)),

@@ -20,7 +20,7 @@ from services.kit.contracts import scoring as topics
 from services.kit.logging import get_logger
 from services.kit.outbox import Outbox
 from services.scoring.history.models import ContactFacts, ScoredEvent
-from services.scoring.history.service import contact_document, event_document, recent_events
+from services.scoring.history.service import RecentHistory, contact_document, event_document, recent_events
 from services.scoring.rules import (
     LedgerEntry,
     LedgerTotals,
@@ -69,6 +69,8 @@ class ContactBook:
     scores: dict[str, ContactScore] = field(default_factory=dict)
     states: dict[str, ThresholdState] = field(default_factory=dict)
     _entries: dict[str, list[LedgerEntry]] = field(default_factory=dict)
+    # The last score computed per model, with the instant and rule set it was computed for.
+    computed: dict[str, tuple[datetime, object, ScoreBreakdown]] = field(default_factory=dict)
 
     def entries(self, model: str) -> list[LedgerEntry]:
         """Return the ledger of one model as the rules library reads it."""
@@ -77,12 +79,14 @@ class ContactBook:
         return self._entries[model]
 
     def add_rows(self, model: str, rows: Sequence[LedgerRow]) -> None:
+        self.computed.pop(model, None)
         entries = self.entries(model)
         self.rows.setdefault(model, []).extend(rows)
         entries.extend(ledger_entry(row) for row in rows)
 
     def replace_entries(self, model: str, entries: Sequence[LedgerEntry]) -> None:
         """Put a recomputed ledger in place; `rows` of the model are no longer read afterwards."""
+        self.computed.pop(model, None)
         self.rows[model] = []
         self._entries[model] = list(entries)
 
@@ -103,6 +107,8 @@ class ScoringRun:
     _thresholds: dict[str, list[ScoreThreshold]] = field(default_factory=dict)
     # The books this run's transaction has loaded, by contact and models; a batch of events shares them.
     books: dict[tuple[str, tuple[str, ...]], "ContactBook"] = field(default_factory=dict)
+    # The events a batch read at once for its pattern rules; None reads them per event.
+    history: RecentHistory | None = None
 
     async def book(self, contact_id: str) -> "ContactBook":
         """Return the contact's book for this run's models, read once per transaction."""
@@ -206,8 +212,17 @@ def _entry_of(row: Any) -> LedgerEntry:
 
 
 def current_score(model: ActiveModel, book: ContactBook, now: datetime) -> ScoreBreakdown:
-    """Return the contact's score under `model` at `now`, with decay applied."""
-    return compute_score(model.rule_set, book.entries(model.name), now=now)
+    """Return the contact's score under `model` at `now`, with decay applied.
+
+    The score after one event is the score before the next event of the same batch, which shares
+    `now`, so the book keeps the last one until its ledger changes.
+    """
+    cached = book.computed.get(model.name)
+    if cached is not None and cached[0] == now and cached[1] is model.rule_set:
+        return cached[2]
+    breakdown = compute_score(model.rule_set, book.entries(model.name), now=now)
+    book.computed[model.name] = (now, model.rule_set, breakdown)
+    return breakdown
 
 
 async def score_event(
@@ -222,8 +237,8 @@ async def score_event(
     run.models = [model.name for model in models]
     book = await run.book(facts.contact_id)
     contact = contact_document(facts)
-    window, types = _pattern_reach(models)
-    recent = await recent_events(run.session, event, window=window, types=types)
+    window, types = pattern_reach(models)
+    recent = await recent_events(run.session, event, window=window, types=types, history=run.history)
     document = event_document(event)
 
     for model in models:
@@ -366,7 +381,7 @@ async def evaluate_triggers(
             book.states[trigger.key] = state
 
 
-def _pattern_reach(models: Sequence[ActiveModel]) -> tuple[timedelta, frozenset[str]]:
+def pattern_reach(models: Sequence[ActiveModel]) -> tuple[timedelta, frozenset[str]]:
     """Return how far around an event, and which event types, the models' pattern rules look at."""
     window = max((model.compiled.history_window for model in models), default=timedelta(0))
     types = frozenset(

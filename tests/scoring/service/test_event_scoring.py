@@ -360,6 +360,26 @@ async def test_batch_scores_as_single_events(scoring: ScoringHarness) -> None:
     assert got["total"] > 0
 
 
+async def test_batch_of_known_contacts_scores_as_single_events(scoring: ScoringHarness) -> None:
+    clock.freeze(NOW)
+    model = await _model(scoring)
+    one_by_one, batched, other = new_id(), new_id(), new_id()
+    for item in _history(one_by_one):
+        await scoring.deliver(item)
+    # Contacts scoring knows before the batch: the batch reads their pattern history at once.
+    for contact in (batched, other):
+        await scoring.deliver(_history(contact)[0])
+
+    mixed = [item for pair in zip(_history(batched)[1:], _history(other)[1:]) for item in pair]
+    outcomes = await scoring.deliver_batch(*mixed)
+
+    assert outcomes == {"applied": len(mixed)}
+    assert scoring.consumer.split_batches == 0
+    expected, got = await scoring.model_score(one_by_one, model), await scoring.model_score(batched, model)
+    assert (got["total"], got["fit"], got["engagement"]) == (expected["total"], expected["fit"], expected["engagement"])
+    assert _ledger(got) == _ledger(expected)
+
+
 async def test_batch_drops_events_after_erasure(scoring: ScoringHarness) -> None:
     clock.freeze(NOW)
     await _model(scoring)
