@@ -9,6 +9,7 @@ from services.kit.contracts import contacts as contact_topics
 from services.kit.outbox import CONSUME_EVENT_JOB, CONSUME_EVENTS_JOB, Outbox
 from services.kit.worker import build_worker_settings
 from services.sequencer.db import OutboxMessage, ProcessedEvent
+from services.sequencer.enrolments.dispatch import StepBatcher
 from services.sequencer.enrolments.handlers import HANDLERS, prefetch_batch
 from services.sequencer.enrolments.runtime import beat, build_runtime
 from services.sequencer.enrolments.tasks import heartbeat, run_step_function, sweep_due_steps
@@ -28,9 +29,12 @@ async def _start_runtime(ctx: Context) -> None:
 
 
 async def _close_runtime(ctx: Context) -> None:
-    """Close the runtime's SMTP connections and clear its heartbeat when the worker stops."""
+    """Stop the step batches, close the SMTP connections and clear the heartbeat when the worker stops."""
     if "runtime" in ctx:
-        await ctx["runtime"].close()
+        runtime = ctx["runtime"]
+        if isinstance(runtime.batcher, StepBatcher):
+            await runtime.batcher.close()
+        await runtime.close()
 
 
 def consume_functions(consumer: EventConsumer) -> list[Function]:

@@ -191,3 +191,45 @@ async def test_group_commit_fails_every_item_of_a_failed_write() -> None:
     commits: GroupCommit[int, int] = GroupCommit(write)
     with pytest.raises(RuntimeError, match="database gone"):
         await commits.submit(1)
+
+
+async def test_stopping_worker_releases_claims_of_running_batches(api: Apps, runtime: Runtime, sink: Sink) -> None:
+    _, client = api
+    clock.freeze(START)
+    sequence_id = await wait_then_email(client)
+    addresses = await enrol_new(runtime, client, sequence_id, 3)
+    answer_rcpt = sink.handler.handle_RCPT
+    release = asyncio.Event()
+
+    async def slow_rcpt(*args: object) -> str:
+        # The server keeps the batch waiting before any content goes out.
+        await release.wait()
+        return await answer_rcpt(*args)  # type: ignore[arg-type]
+
+    sink.handler.handle_RCPT = slow_rcpt  # type: ignore[method-assign]
+    clock.freeze(START + timedelta(hours=1))
+    sweep = asyncio.ensure_future(drive(runtime))
+
+    async def claimed() -> list[SentMessage]:
+        async with runtime.db.session() as session:
+            return list((await session.exec(select(SentMessage).where(SentMessage.sequence_id == sequence_id))).all())
+
+    for _ in range(200):
+        if len(await claimed()) == 3:
+            break
+        await asyncio.sleep(0.02)
+    await batcher_of(runtime).close()
+    sweep.cancel()
+    release.set()
+
+    messages = await claimed()
+    assert {(message.state, message.claimed_by) for message in messages} == {("sending", None)}
+    assert sink.handler.messages == []
+
+    # The next worker sends each message once, with the Message-ID recorded before the stop.
+    runtime.batcher = None
+    sink.handler.handle_RCPT = answer_rcpt  # type: ignore[method-assign]
+    await drive(runtime)
+    for address in addresses.values():
+        recorded = [stored.message_id for stored in messages if stored.recipient == address]
+        assert [message["Message-ID"] for message in sink.handler.to(address)] == recorded

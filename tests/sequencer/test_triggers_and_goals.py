@@ -8,6 +8,7 @@ from sqlmodel import select
 
 from services.kit import clock
 from services.sequencer.enrolments.models import Enrolment
+from services.sequencer.enrolments.service import exit_enrolment
 from services.sequencer.enrolments.runtime import Runtime
 from tests.sequencer.support import (
     CONSUMER,
@@ -131,6 +132,27 @@ async def test_batch_sees_the_enrolments_its_own_events_made(api, runtime: Runti
         opted_out: [("exited", "unsubscribed")],
         browsing: [("active", None)],
     }
+
+
+async def test_opt_out_leaves_an_enrolment_completed_meanwhile_as_it_is(api, runtime: Runtime) -> None:
+    _, client = api
+    clock.freeze(START)
+    sequence_id = await make_sequence(client, PRICING)
+    contact_id = await add_contact(runtime)
+    await deliver(runtime, "contact.event_recorded", timeline_event(contact_id, "page_view", {"url": "/pricing"}))
+
+    async with runtime.db.session() as session:
+        stale = (await session.exec(select(Enrolment).where(Enrolment.contact_id == contact_id))).one()
+        # Another worker completes the enrolment after this session read it.
+        async with runtime.db.session() as other:
+            done = (await other.exec(select(Enrolment).where(Enrolment.id == stale.id))).one()
+            done.state, done.finished_at = "completed", START
+            await other.commit()
+        ended = await exit_enrolment(session, stale, "unsubscribed", START)
+        await session.commit()
+
+    assert ended is False
+    assert [(item.state, item.exit_reason) for item in await enrolments_of(runtime, sequence_id, contact_id)] == [("completed", None)]
 
 
 async def test_second_visit_does_not_enrol_twice(api, runtime: Runtime) -> None:

@@ -67,6 +67,9 @@ from services.sequencer.templates.store import as_email_template
 # The contacts service answers for at most this many contacts per call.
 CONSENT_QUERY_SIZE = 500
 
+# Claims being released after a cancelled send; `finish_releases` waits for them.
+_releasing: set[asyncio.Task[None]] = set()
+
 log = get_logger(__name__)
 
 
@@ -474,6 +477,12 @@ async def _insert_messages(session: AsyncSession, rows: list[dict[str, Any]]) ->
 # --- delivery ---------------------------------------------------------------------------------------
 
 
+async def finish_releases() -> None:
+    """Wait until the claims of cancelled sends are released, which can outlast the cancelled batch."""
+    while _releasing:
+        await asyncio.gather(*list(_releasing), return_exceptions=True)
+
+
 async def _deliver(runtime: Runtime, groups: "_Groups", delivery: Delivery) -> str:
     """Send one claimed email, handing it over and recording its outcome together with the batch's others."""
     try:
@@ -489,8 +498,14 @@ async def _deliver(runtime: Runtime, groups: "_Groups", delivery: Delivery) -> s
     except asyncio.CancelledError:
         # The worker is stopping: release a claim that has not reached the final dot, so another
         # worker sends the message now instead of waiting for this one's heartbeat to go stale.
-        await asyncio.shield(release_claim(runtime, delivery))
+        release = asyncio.ensure_future(release_claim(runtime, delivery))
+        _releasing.add(release)
+        release.add_done_callback(_releasing.discard)
+        await asyncio.shield(release)
         raise
+    except Exception as error:  # noqa: BLE001 - the message stays claimed; the next run of its step resolves it
+        log.exception("message.delivery_failed", message_id=delivery.message_id, step_run_id=delivery.step_run_id, error=repr(error))
+        return "error"
     finally:
         runtime.in_flight.discard(delivery.message_row_id)
 
@@ -567,15 +582,23 @@ async def _hand_over(runtime: Runtime, message_row_ids: list[int]) -> list[bool]
 
 
 async def _record_outcomes(runtime: Runtime, items: list[tuple[Delivery, SendResult]]) -> list[str]:
-    """Write the outcomes of many emails in one transaction; on a database error, write each alone with retries."""
+    """Write the outcomes of many emails in one transaction; on a database error, write each alone with retries.
+
+    An outcome that cannot be written even alone leaves its message `awaiting_reply`, as in the
+    single run, and the others of the group are still written.
+    """
     try:
         return await _write_outcomes(runtime, items)
     except Exception as error:  # noqa: BLE001 - the group rolled back; each outcome is written alone instead
         log.warning("batch.outcomes_failed", messages=len(items), error=repr(error))
     answers: list[str] = []
     for delivery, result in items:
-        async with runtime.db.engine.connect() as connection:
-            answers.append(await record_outcome(runtime, delivery, result, connection))
+        try:
+            async with runtime.db.engine.connect() as connection:
+                answers.append(await record_outcome(runtime, delivery, result, connection))
+        except Exception as error:  # noqa: BLE001 - logged by record_outcome; the next run resolves the message
+            log.error("message.outcome_lost", message_id=delivery.message_id, error=repr(error))
+            answers.append("error")
     return answers
 
 
@@ -656,4 +679,4 @@ async def _events_of(session: AsyncSession, message_ids: list[str]) -> dict[str,
     return events
 
 
-__all__ = ["BatchResult", "GroupCommit", "run_batch"]
+__all__ = ["BatchResult", "GroupCommit", "finish_releases", "run_batch"]

@@ -11,7 +11,7 @@ import asyncio
 from itertools import islice
 
 from services.kit.logging import get_logger
-from services.sequencer.enrolments.batch import run_batch
+from services.sequencer.enrolments.batch import finish_releases, run_batch
 from services.sequencer.enrolments.runner import run_step
 from services.sequencer.enrolments.runtime import Runtime
 
@@ -75,6 +75,7 @@ class StepBatcher:
         self._turns = asyncio.Semaphore(CONCURRENT_BATCHES)
         self._dispatcher: asyncio.Task[None] | None = None
         self._batches: set[asyncio.Task[None]] = set()
+        self._closed = False
         # Step runs that ended inside a batch, and step runs handed back to run alone.
         self.batched = 0
         self.alone = 0
@@ -82,6 +83,8 @@ class StepBatcher:
     async def run(self, step_run_id: int) -> str:
         """Run one step run in the next batch; return its outcome in one word."""
         runtime = self.runtime
+        if self._closed:
+            return "stopping"
         if step_run_id in runtime.running:
             return "in_flight"
         if runtime.finished.seen(step_run_id):
@@ -90,6 +93,23 @@ class StepBatcher:
         self._waiting.setdefault(step_run_id, []).append(future)
         self._wake()
         return await future
+
+    async def close(self) -> None:
+        """Stop taking step runs and cancel the running batches, which release the claims not yet handed over.
+
+        The batches run in tasks of their own, so cancelling the jobs and the sweep that wait for
+        them would leave them sending while the worker shuts down.
+        """
+        self._closed = True
+        tasks = [task for task in (self._dispatcher, *self._batches) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await finish_releases()
+        for futures in self._waiting.values():
+            for future in futures:
+                future.cancel()
+        self._waiting.clear()
 
     def _wake(self) -> None:
         if self._dispatcher is None:
@@ -128,6 +148,11 @@ class StepBatcher:
                 batch = [step_run_id for step_run_id in result.chained if step_run_id not in runtime.running]
                 held.update(batch)
                 runtime.running.update(batch)
+        except asyncio.CancelledError:
+            for futures in taken.values():
+                for future in futures:
+                    future.cancel()
+            raise
         except Exception as error:  # noqa: BLE001 - the batch's steps stay due; the sweep runs them again
             log.exception("batch.failed", step_runs=len(ids), error=repr(error))
         finally:

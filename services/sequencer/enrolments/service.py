@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -239,10 +240,24 @@ def _finish(enrolment: Enrolment, state: str, reason: str | None, at: datetime) 
 
 
 async def exit_enrolment(session: AsyncSession, enrolment: Enrolment, reason: str, now: datetime) -> bool:
-    """Take a contact out of one enrolment: pending steps are cancelled and a pending retry is dropped."""
+    """Take a contact out of one enrolment: pending steps are cancelled and a pending retry is dropped.
+
+    The row changes only while it is still active, because the copy in hand may be older than a
+    commit that completed or ended the enrolment elsewhere (another worker, or a batch's early read).
+    """
     if enrolment.state != "active":
         return False
-    _finish(enrolment, "exited", reason, now)
+    ended = await session.exec(
+        update(Enrolment)
+        .where(col(Enrolment.id) == enrolment.id, col(Enrolment.state) == "active")
+        .values(state="exited", exit_reason=reason, finished_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not ended.rowcount:
+        log.info("enrolment.ended_elsewhere", enrolment_id=enrolment.id, reason=reason)
+        return False
+    for name, value in (("state", "exited"), ("exit_reason", reason), ("finished_at", now), ("updated_at", now)):
+        set_committed_value(enrolment, name, value)
     await session.exec(
         update(StepRun)
         .where(col(StepRun.enrolment_id) == enrolment.id, col(StepRun.state) == "scheduled")
