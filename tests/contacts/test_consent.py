@@ -313,7 +313,7 @@ async def test_sendability_of_many_contacts_in_one_call(contacts_app: Apps) -> N
         topic_refused["id"]: (False, "topic_unsubscribed"),
     }
     assert body["missing"] == [unknown]
-    # Each answer is the one the single-contact route gives.
+    # Each verdict equals the single-contact route's verdict.
     for contact_id in verdicts:
         single = await _sendability(client, contact_id, topic="newsletter")
         assert next(verdict for verdict in body["contacts"] if verdict["contact_id"] == contact_id) == single

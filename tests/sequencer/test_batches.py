@@ -156,7 +156,7 @@ async def test_batch_asks_contacts_once_per_batch(api: Apps, runtime: Runtime, s
     clock.freeze(START + timedelta(hours=1))
     await drive(runtime)
 
-    # The sequencer's copy still has the contact subscribed; the contacts service's answer stops the send.
+    # The sequencer's copy still has the contact subscribed, so the contacts service's verdict stops the send.
     assert sink.handler.to(addresses[unsubscribed]) == []
     assert all(len(sink.handler.to(address)) == 1 for contact_id, address in addresses.items() if contact_id != unsubscribed)
     async with runtime.db.session() as session:
@@ -166,7 +166,7 @@ async def test_batch_asks_contacts_once_per_batch(api: Apps, runtime: Runtime, s
     assert not [run for run in runs if run.kind == "email" and run.state == "done"]
 
 
-async def test_group_commit_writes_items_arriving_during_a_write_together() -> None:
+async def test_group_commit_joins_waiting_items() -> None:
     groups: list[list[int]] = []
 
     async def write(items: list[int]) -> list[int]:
@@ -184,7 +184,7 @@ async def test_group_commit_writes_items_arriving_during_a_write_together() -> N
     assert groups == [[1], [2, 3, 4]]
 
 
-async def test_group_commit_fails_every_item_of_a_failed_write() -> None:
+async def test_group_commit_failure_fails_group() -> None:
     async def write(items: list[int]) -> list[int]:
         raise RuntimeError("database gone")
 

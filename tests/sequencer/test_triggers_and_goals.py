@@ -134,7 +134,7 @@ async def test_batch_sees_the_enrolments_its_own_events_made(api, runtime: Runti
     }
 
 
-async def test_opt_out_leaves_an_enrolment_completed_meanwhile_as_it_is(api, runtime: Runtime) -> None:
+async def test_exit_keeps_completed_enrolment(api, runtime: Runtime) -> None:
     _, client = api
     clock.freeze(START)
     sequence_id = await make_sequence(client, PRICING)

@@ -94,7 +94,7 @@ class SendabilityQuery(BaseModel):
 
 @router.post("/contacts/sendability", response_model=SendabilityBatchOut)
 async def post_sendability(body: SendabilityQuery, session: Session, settings: SettingsDep) -> SendabilityBatchOut:
-    """Answer the sendability of many contacts at once, for a batch of sends; unknown ids come back as `missing`."""
+    """Return the sendability of many contacts for a batch of sends, with unknown ids listed in `missing`."""
     ids = sorted(set(body.contact_ids))
     contacts = (await session.exec(select(Contact).where(col(Contact.id).in_(ids)))).all()
     states = await load_states_of(session, [contact.id for contact in contacts])

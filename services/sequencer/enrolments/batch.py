@@ -3,8 +3,8 @@
 A batch keeps the guarantees of `runner`: a message is recorded `sending` before SMTP is called,
 `awaiting_reply` before its final dot, and its outcome after the server's reply. What changes is
 how many rows each statement carries. The claim locks the batch's step runs and reads their
-enrolments, facts and earlier messages with a few statements, asks the contacts service about
-consent once per topic, ends the waits and records every email in one transaction. The hand-overs
+enrolments, facts and earlier messages with a few statements, requests consent verdicts from the
+contacts service once per topic, ends the waits and records every email in one transaction. The hand-overs
 of the emails that reach their final dot together are committed together, and so are their
 outcomes.
 
@@ -39,8 +39,8 @@ from services.sequencer.enrolments.runner import (
     COUNTED_BY_CAP,
     IN_PROGRESS,
     Delivery,
-    build_email,
-    message_links,
+    PreparedEmail,
+    prepare_email,
     publish_email_event,
     record_outcome,
     record_rejection,
@@ -51,23 +51,22 @@ from services.sequencer.enrolments.runtime import Runtime
 from services.sequencer.enrolments.service import advance, goal_met
 from services.sequencer.enrolments.wakeups import attach_queue, cancel_wakeup
 from services.sequencer.facts.models import ContactFact
-from services.sequencer.facts.service import blocking_consent, recipient
+from services.sequencer.facts.service import blocking_consent
 from services.sequencer.schedule import NoSendTimeError, earliest_send_at, resolve_zone
-from services.sequencer.sending import MessageBuildError, new_message_id
+from services.sequencer.sending import MessageBuildError
 from services.sequencer.sending.models import SentMessage
 from services.sequencer.sending.outcome import SmtpOutcomeKind
 from services.sequencer.sending.smtp import SendResult
 from services.sequencer.sequences import SequenceDefinition, Step
 from services.sequencer.sequences.models import Sequence, SequenceVersion
 from services.sequencer.sequences.store import definition_of
-from services.sequencer.templates import TemplateRenderError, TemplateValidationError, render_email
+from services.sequencer.templates import TemplateRenderError, TemplateValidationError
 from services.sequencer.templates.models import Template
-from services.sequencer.templates.store import as_email_template
 
-# The contacts service answers for at most this many contacts per call.
+# The contacts service accepts at most this many contacts per sendability request.
 CONSENT_QUERY_SIZE = 500
 
-# Claims being released after a cancelled send; `finish_releases` waits for them.
+# Claims being released after a cancelled send, which `finish_releases` waits for.
 _releasing: set[asyncio.Task[None]] = set()
 
 log = get_logger(__name__)
@@ -77,7 +76,7 @@ log = get_logger(__name__)
 class BatchResult:
     """What became of a batch: the outcome of each step run it finished, and the ones to run alone.
 
-    `chained` holds the step runs that the batch's waits scheduled for now, which the caller runs
+    `chained` contains the step runs that the batch's waits scheduled for now, which the caller runs
     next instead of leaving them to a wake-up job.
     """
 
@@ -98,7 +97,7 @@ class _Due:
 
 
 async def run_batch(runtime: Runtime, step_run_ids: list[int]) -> BatchResult:
-    """Run the common cases among `step_run_ids` together; return the rest in `alone`."""
+    """Run the common cases among `step_run_ids` together, and return the others in `alone`."""
     result = BatchResult()
     try:
         deliveries = await _claim(runtime, step_run_ids, result)
@@ -164,7 +163,7 @@ async def _load(
 
 async def _lock_due(session: AsyncSession, step_run_ids: list[int], now: datetime, result: BatchResult) -> list[_Due]:
     """Lock the due step runs and sort out the ones a batch can run; the others go to `result`."""
-    # A step run another worker holds is skipped: that worker is running it.
+    # A step run locked by another worker is skipped, because that worker is running it.
     runs, enrolments = await _load(session, step_run_ids, lock=True, skip_locked=True)
     found = {run.id for run in runs}
     for step_run_id in step_run_ids:
@@ -243,7 +242,7 @@ async def _end_waits(session: AsyncSession, waits: list[_Due], now: datetime, re
 
 
 async def _close_runs(session: AsyncSession, runs: list[StepRun], state: str, outcome: str, now: datetime) -> set[int]:
-    """Move scheduled runs to a final state with one statement; return the ids this call closed."""
+    """Move scheduled runs to a final state with one statement, and return the ids this call closed."""
     if not runs:
         return set()
     statement = (
@@ -269,8 +268,8 @@ async def _close_runs(session: AsyncSession, runs: list[StepRun], state: str, ou
 async def _consent_verdicts(runtime: Runtime, step_run_ids: list[int]) -> dict[tuple[str, str | None], bool] | None:
     """Ask the contacts service, once per topic, which of the batch's contacts may be emailed now.
 
-    The keys are (contact, topic). A contact without an answer (the call failed, or the service does
-    not know it) has no key, and its email runs alone, which decides on the local copy or exits the
+    The keys are (contact, topic). A contact without a verdict (the request failed, or the contact is
+    unknown there) has no key, and its email runs alone, which decides on the local copy or exits the
     enrolment. None means the local copy decides for all: there is no contacts service, or it failed
     a moment ago. This runs before any lock is taken, as the single run does, so no send waits on it.
     """
@@ -344,9 +343,8 @@ async def _claim_emails(
         if built is None:
             result.alone.append(run_id)
             continue
-        row, message = built
-        rows.append(row)
-        prepared[item.enrolment.id] = (item, row["message_id"], message)
+        rows.append(built.row)
+        prepared[item.enrolment.id] = (item, built.row["message_id"], built.email)
 
     inserted = await _insert_messages(session, rows)
     deliveries: list[Delivery] = []
@@ -413,54 +411,18 @@ def _send_now(runtime: Runtime, item: _Due, recent: list[datetime], now: datetim
     return True
 
 
-def _render(runtime: Runtime, item: _Due, template: Template | None, now: datetime) -> tuple[dict[str, Any], EmailMessage] | None:
-    """Render and build one email; None when it fails, so the single run records why."""
-    email, fact, enrolment = item.step.email, item.fact, item.enrolment
-    assert email is not None and fact.email is not None
-    if template is None:
-        return None
-    message_id = new_message_id(runtime.settings.message_id_domain)
-    links = message_links(runtime, message_id, enrolment.contact_id, now)
+def _render(runtime: Runtime, item: _Due, template: Template | None, now: datetime) -> PreparedEmail | None:
+    """Render and build one email; return None when that fails, so that the single run records why."""
+    email = item.step.email
+    assert email is not None
     try:
-        rendered = render_email(as_email_template(template), recipient(fact), links)
-        message = build_email(
-            runtime,
-            message_id=message_id,
-            recipient=fact.email,
-            subject=rendered.subject,
-            html=rendered.html,
-            text=rendered.text,
-            unsubscribe_url=links.unsubscribe_url(),
-            created_at=now,
-            enrolment_id=enrolment.id,
-            step_id=item.run.step_id,
-        )
+        return prepare_email(runtime, item.enrolment, item.run.step_id, email.template_id, template, item.fact, now)
     except (TemplateRenderError, TemplateValidationError, MessageBuildError):
         return None
-    row = {
-        "message_id": message_id,
-        "enrolment_id": enrolment.id,
-        "step_id": item.run.step_id,
-        "sequence_id": enrolment.sequence_id,
-        "version": enrolment.version,
-        "contact_id": enrolment.contact_id,
-        "template_id": email.template_id,
-        "recipient": fact.email,
-        "subject": rendered.subject,
-        "html": rendered.html,
-        "text": rendered.text,
-        "state": "sending",
-        "attempts": 0,
-        "claimed_by": runtime.worker_id,
-        "created_at": now,
-        "status": "sending",
-        "updated_at": now,
-    }
-    return row, message
 
 
 async def _insert_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Insert the messages with one statement, skipping any that exists; return the new row ids by enrolment."""
+    """Insert the messages with one statement, skipping any that exists, and return the new row ids by enrolment."""
     if not rows:
         return {}
     insert = postgresql.insert if dialect_of(session) == "postgresql" else sqlite.insert
@@ -564,7 +526,7 @@ class _Groups:
 
 
 async def _hand_over(runtime: Runtime, message_row_ids: list[int]) -> list[bool]:
-    """Record that the server may hold these messages from now on; False for a message whose claim was lost."""
+    """Record that the server may hold these messages from now on, and return False for each lost claim."""
     async with runtime.writing(), runtime.db.session() as session:
         statement = (
             update(SentMessage)
@@ -582,7 +544,7 @@ async def _hand_over(runtime: Runtime, message_row_ids: list[int]) -> list[bool]
 
 
 async def _record_outcomes(runtime: Runtime, items: list[tuple[Delivery, SendResult]]) -> list[str]:
-    """Write the outcomes of many emails in one transaction; on a database error, write each alone with retries.
+    """Write the outcomes of many emails in one transaction, or each alone with retries after a database error.
 
     An outcome that cannot be written even alone leaves its message `awaiting_reply`, as in the
     single run, and the others of the group are still written.

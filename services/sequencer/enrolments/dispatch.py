@@ -1,8 +1,8 @@
 """Handing due step runs to this process's runners: alone, or gathered into batches.
 
-Wake-up jobs and the sweep both ask `StepBatcher.run` for a step run. The batcher gathers the step
-runs asked for while a batch is being prepared into the next batch, so a minute in which thousands
-of emails fall due becomes a few dozen batches instead of thousands of single runs. A process
+Wake-up jobs and the sweep both pass their step runs to `StepBatcher.run`. The batcher gathers the
+step runs requested while a batch is being prepared into the next batch. A minute in which
+thousands of emails fall due thus becomes a few dozen batches instead of thousands of single runs. A process
 remembers which step runs it is running and which it finished lately, so a job and the sweep that
 pick the same one do not both go to the database.
 """
@@ -81,7 +81,7 @@ class StepBatcher:
         self.alone = 0
 
     async def run(self, step_run_id: int) -> str:
-        """Run one step run in the next batch; return its outcome in one word."""
+        """Run one step run in the next batch, and return its outcome in one word."""
         runtime = self.runtime
         if self._closed:
             return "stopping"

@@ -22,6 +22,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from typing import Any
 
 from sqlalchemy import and_, update
 from sqlalchemy.exc import DBAPIError
@@ -399,24 +400,8 @@ async def _claim_new(
 ) -> str | Delivery:
     assert step.email is not None and fact.email is not None
     template = await session.get(Template, step.email.template_id)
-    message_id = new_message_id(runtime.settings.message_id_domain)
-    links = message_links(runtime, message_id, enrolment.contact_id, now)
     try:
-        if template is None:
-            raise TemplateRenderError("html", f"template {step.email.template_id} does not exist")
-        rendered = render_email(as_email_template(template), recipient(fact), links)
-        email = build_email(
-            runtime,
-            message_id=message_id,
-            recipient=fact.email,
-            subject=rendered.subject,
-            html=rendered.html,
-            text=rendered.text,
-            unsubscribe_url=links.unsubscribe_url(),
-            created_at=now,
-            enrolment_id=enrolment.id,
-            step_id=run.step_id,
-        )
+        prepared = prepare_email(runtime, enrolment, run.step_id, step.email.template_id, template, fact, now)
     except (TemplateRenderError, TemplateValidationError, MessageBuildError) as error:
         log.error("step.render_failed", enrolment_id=enrolment.id, step_id=run.step_id, error=str(error))
         await close_run(session, run, "failed", "render_failed", now)
@@ -424,34 +409,75 @@ async def _claim_new(
         await session.commit()
         return "render_failed"
 
-    row_id = await insert_ignoring_conflict(
-        session,
-        SentMessage,
-        {
-            "message_id": message_id,
-            "enrolment_id": enrolment.id,
-            "step_id": run.step_id,
-            "sequence_id": enrolment.sequence_id,
-            "version": enrolment.version,
-            "contact_id": enrolment.contact_id,
-            "template_id": step.email.template_id,
-            "recipient": fact.email,
-            "subject": rendered.subject,
-            "html": rendered.html,
-            "text": rendered.text,
-            "state": "sending",
-            "attempts": 0,
-            "claimed_by": runtime.worker_id,
-            "created_at": now,
-            "status": "sending",
-            "updated_at": now,
-        },
-        returning=SentMessage.id,
-    )
+    row_id = await insert_ignoring_conflict(session, SentMessage, prepared.row, returning=SentMessage.id)
     if row_id is None:
         await session.rollback()
         return "in_flight"
-    return await _commit_claim(runtime, session, Delivery(run.id or 0, row_id, message_id, fact.email, email))
+    delivery = Delivery(run.id or 0, row_id, prepared.row["message_id"], fact.email, prepared.email)
+    return await _commit_claim(runtime, session, delivery)
+
+
+@dataclass(frozen=True)
+class PreparedEmail:
+    """A rendered email of one step: the sent-message row to record and the MIME message to send."""
+
+    row: dict[str, Any]
+    email: EmailMessage
+
+
+def prepare_email(
+    runtime: Runtime,
+    enrolment: Enrolment,
+    step_id: str,
+    template_id: str,
+    template: Template | None,
+    fact: ContactFact,
+    now: datetime,
+) -> PreparedEmail:
+    """Render the template for the contact and build the message, under a new Message-ID.
+
+    Raises:
+        TemplateRenderError: the template is missing or fails to render.
+        TemplateValidationError, MessageBuildError: the rendered email is invalid.
+    """
+    assert fact.email is not None
+    if template is None:
+        raise TemplateRenderError("html", f"template {template_id} does not exist")
+    message_id = new_message_id(runtime.settings.message_id_domain)
+    links = message_links(runtime, message_id, enrolment.contact_id, now)
+    rendered = render_email(as_email_template(template), recipient(fact), links)
+    email = build_email(
+        runtime,
+        message_id=message_id,
+        recipient=fact.email,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        unsubscribe_url=links.unsubscribe_url(),
+        created_at=now,
+        enrolment_id=enrolment.id,
+        step_id=step_id,
+    )
+    row = {
+        "message_id": message_id,
+        "enrolment_id": enrolment.id,
+        "step_id": step_id,
+        "sequence_id": enrolment.sequence_id,
+        "version": enrolment.version,
+        "contact_id": enrolment.contact_id,
+        "template_id": template_id,
+        "recipient": fact.email,
+        "subject": rendered.subject,
+        "html": rendered.html,
+        "text": rendered.text,
+        "state": "sending",
+        "attempts": 0,
+        "claimed_by": runtime.worker_id,
+        "created_at": now,
+        "status": "sending",
+        "updated_at": now,
+    }
+    return PreparedEmail(row, email)
 
 
 async def _commit_claim(runtime: Runtime, session: AsyncSession, delivery: Delivery) -> Delivery:

@@ -341,6 +341,14 @@ def _ledger(score: dict[str, Any]) -> list[tuple[str, float]]:
     return sorted((row["rule"], row["points"]) for row in score["ledger"])
 
 
+async def _assert_same_score(scoring: ScoringHarness, model: str, batched: str, one_by_one: str) -> dict[str, Any]:
+    """Check that the batched contact's score and ledger equal those of the contact scored event by event."""
+    expected, got = await scoring.model_score(one_by_one, model), await scoring.model_score(batched, model)
+    assert (got["total"], got["fit"], got["engagement"]) == (expected["total"], expected["fit"], expected["engagement"])
+    assert _ledger(got) == _ledger(expected)
+    return got  # type: ignore[no-any-return]
+
+
 async def test_batch_scores_as_single_events(scoring: ScoringHarness) -> None:
     clock.freeze(NOW)
     model = await _model(scoring)
@@ -354,9 +362,7 @@ async def test_batch_scores_as_single_events(scoring: ScoringHarness) -> None:
 
     assert outcomes == {"applied": len(mixed)}
     assert scoring.consumer.split_batches == 0
-    expected, got = await scoring.model_score(one_by_one, model), await scoring.model_score(batched, model)
-    assert (got["total"], got["fit"], got["engagement"]) == (expected["total"], expected["fit"], expected["engagement"])
-    assert _ledger(got) == _ledger(expected)
+    got = await _assert_same_score(scoring, model, batched, one_by_one)
     assert got["total"] > 0
 
 
@@ -366,7 +372,7 @@ async def test_batch_of_known_contacts_scores_as_single_events(scoring: ScoringH
     one_by_one, batched, other = new_id(), new_id(), new_id()
     for item in _history(one_by_one):
         await scoring.deliver(item)
-    # Contacts scoring knows before the batch: the batch reads their pattern history at once.
+    # Scoring has these contacts before the batch, so the batch reads their pattern history at once.
     for contact in (batched, other):
         await scoring.deliver(_history(contact)[0])
 
@@ -375,9 +381,7 @@ async def test_batch_of_known_contacts_scores_as_single_events(scoring: ScoringH
 
     assert outcomes == {"applied": len(mixed)}
     assert scoring.consumer.split_batches == 0
-    expected, got = await scoring.model_score(one_by_one, model), await scoring.model_score(batched, model)
-    assert (got["total"], got["fit"], got["engagement"]) == (expected["total"], expected["fit"], expected["engagement"])
-    assert _ledger(got) == _ledger(expected)
+    await _assert_same_score(scoring, model, batched, one_by_one)
 
 
 async def test_batch_drops_events_after_erasure(scoring: ScoringHarness) -> None:
