@@ -565,6 +565,7 @@ async def _record_outcomes(runtime: Runtime, items: list[tuple[Delivery, SendRes
 
 
 async def _write_outcomes(runtime: Runtime, items: list[tuple[Delivery, SendResult]]) -> list[str]:
+    """Record each reply as the single run does, closing the accepted emails' step runs with one statement."""
     async with runtime.writing(), runtime.db.session() as session:
         attach_queue(session, runtime.redis, runtime.settings.namespace)
         runs, enrolments = await _load(session, [delivery.step_run_id for delivery, _ in items], lock=True)
@@ -597,7 +598,10 @@ async def _write_outcomes(runtime: Runtime, items: list[tuple[Delivery, SendResu
             message.smtp_code = result.outcome.code
             message.smtp_status = result.outcome.enhanced_status
             if result.outcome.kind is SmtpOutcomeKind.ACCEPTED:
-                message.state, message.sent_at, message.claimed_by, message.next_attempt_at = "sent", now, None, None
+                message.state = "sent"
+                message.sent_at = now
+                message.claimed_by = None
+                message.next_attempt_at = None
                 facts_of_message = [EventFact(e.type, e.occurred_at, e.verdict) for e in events.get(message.message_id, [])]
                 apply_status(message, derive_status(message.state, facts_of_message))
                 publish_email_event(runtime, session, message, "email_sent", now)

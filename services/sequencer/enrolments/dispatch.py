@@ -2,9 +2,9 @@
 
 Wake-up jobs and the sweep both pass their step runs to `StepBatcher.run`. The batcher gathers the
 step runs requested while a batch is being prepared into the next batch. A minute in which
-thousands of emails fall due thus becomes a few dozen batches instead of thousands of single runs. A process
-remembers which step runs it is running and which it finished lately, so a job and the sweep that
-pick the same one do not both go to the database.
+thousands of emails fall due thus becomes a few dozen batches instead of thousands of single runs.
+A process remembers which step runs it is running and which it finished lately, so a job and the
+sweep that pick the same one do not both go to the database.
 """
 
 import asyncio
