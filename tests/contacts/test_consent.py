@@ -296,12 +296,12 @@ async def test_sendability_of_many_contacts_in_one_call(contacts_app: Apps) -> N
     _, client = contacts_app
     subscribed = await create_contact(client)
     unsubscribed = await create_contact(client)
-    topic_refused = await create_contact(client)
+    topic_opted_out = await create_contact(client)
     await client.put(f"/contacts/{unsubscribed['id']}/consent", json={"status": "unsubscribed"})
-    await client.put(f"/contacts/{topic_refused['id']}/consent", json={"status": "unsubscribed", "topic": "newsletter"})
+    await client.put(f"/contacts/{topic_opted_out['id']}/consent", json={"status": "unsubscribed", "topic": "newsletter"})
     unknown = uuid.uuid4().hex
 
-    ids = [subscribed["id"], unsubscribed["id"], topic_refused["id"], unknown]
+    ids = [subscribed["id"], unsubscribed["id"], topic_opted_out["id"], unknown]
     response = await client.post("/contacts/sendability", json={"contact_ids": ids, "topic": "newsletter"})
 
     assert response.status_code == 200, response.text
@@ -310,7 +310,7 @@ async def test_sendability_of_many_contacts_in_one_call(contacts_app: Apps) -> N
     assert verdicts == {
         subscribed["id"]: (True, None),
         unsubscribed["id"]: (False, "unsubscribed"),
-        topic_refused["id"]: (False, "topic_unsubscribed"),
+        topic_opted_out["id"]: (False, "topic_unsubscribed"),
     }
     assert body["missing"] == [unknown]
     # Each verdict equals the single-contact route's verdict.

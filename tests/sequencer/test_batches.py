@@ -107,9 +107,9 @@ async def test_steps_a_batch_cannot_run_end_as_alone(api: Apps, runtime: Runtime
     clock.freeze(START)
     sequence_id = await wait_then_email(client)
     plain = await enrol_new(runtime, client, sequence_id, 3)
-    refused = await enrol_new(runtime, client, sequence_id, 1)
-    refused_id = next(iter(refused))
-    consent = {"contact_id": refused_id, "topic": None, "status": "unsubscribed", "source": "api", "at": START.isoformat()}
+    opted_out = await enrol_new(runtime, client, sequence_id, 1)
+    opted_out_id = next(iter(opted_out))
+    consent = {"contact_id": opted_out_id, "topic": None, "status": "unsubscribed", "source": "api", "at": START.isoformat()}
     await deliver(runtime, "consent.changed", consent)
     office_hours = await wait_then_email(client, send_window={"weekdays": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"})
     deferred = await enrol_new(runtime, client, office_hours, 1)
@@ -121,17 +121,17 @@ async def test_steps_a_batch_cannot_run_end_as_alone(api: Apps, runtime: Runtime
     await drive(runtime)
 
     assert all(len(sink.handler.to(address)) == 1 for address in plain.values())
-    assert sink.handler.to(refused[refused_id]) == []
+    assert sink.handler.to(opted_out[opted_out_id]) == []
     assert sink.handler.to(next(iter(deferred.values()))) == []
     async with runtime.db.session() as session:
-        refused_enrolment = (await session.exec(select(Enrolment).where(Enrolment.contact_id == refused_id))).one()
+        opted_out_enrolment = (await session.exec(select(Enrolment).where(Enrolment.contact_id == opted_out_id))).one()
         waiting = (
             await session.exec(
                 select(StepRun).join(Enrolment, col(Enrolment.id) == col(StepRun.enrolment_id))
                 .where(Enrolment.contact_id == next(iter(deferred)), StepRun.kind == "email")
             )
         ).one()
-    assert (refused_enrolment.state, refused_enrolment.exit_reason) == ("exited", "unsubscribed")
+    assert (opted_out_enrolment.state, opted_out_enrolment.exit_reason) == ("exited", "unsubscribed")
     assert (waiting.state, waiting.due_at) == ("scheduled", START.replace(hour=9) + timedelta(days=1))
     assert batcher_of(runtime).alone >= 1
 

@@ -11,7 +11,7 @@ outcomes.
 Only the common cases run here: a wait that ends, and the first attempt at an email that may go out
 now. A step that needs more (a deferral, a retry, a send to resume, a goal reached, consent refused,
 a template that fails, a contact to copy) is handed back to run alone through `runner.run_step`,
-which knows every case.
+which handles every case.
 """
 
 import asyncio
@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import and_, update
+from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
@@ -40,6 +40,7 @@ from services.sequencer.enrolments.runner import (
     IN_PROGRESS,
     Delivery,
     PreparedEmail,
+    enrolments_with_versions,
     prepare_email,
     publish_email_event,
     record_outcome,
@@ -74,7 +75,7 @@ log = get_logger(__name__)
 
 @dataclass
 class BatchResult:
-    """What became of a batch: the outcome of each step run it finished, and the ones to run alone.
+    """The result of a batch: the outcome of each step run it finished, and the ones to run alone.
 
     `chained` contains the step runs that the batch's waits scheduled for now, which the caller runs
     next instead of leaving them to a wake-up job.
@@ -148,15 +149,7 @@ async def _load(
     enrolment_ids = sorted({run.enrolment_id for run in runs})
     if not enrolment_ids:
         return runs, {}
-    joined = (
-        select(Enrolment, Sequence, SequenceVersion)
-        .join(Sequence, col(Sequence.id) == col(Enrolment.sequence_id))
-        .join(
-            SequenceVersion,
-            and_(col(SequenceVersion.sequence_id) == col(Enrolment.sequence_id), col(SequenceVersion.version) == col(Enrolment.version)),
-        )
-        .where(col(Enrolment.id).in_(enrolment_ids))
-    )
+    joined = enrolments_with_versions().where(col(Enrolment.id).in_(enrolment_ids))
     rows = (await session.exec(joined)).all()
     return runs, {enrolment.id: (enrolment, sequence, version) for enrolment, sequence, version in rows}
 

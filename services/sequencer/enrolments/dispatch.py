@@ -121,19 +121,19 @@ class StepBatcher:
             await asyncio.sleep(0)
             while self._waiting:
                 await self._turns.acquire()
-                taken = {step_run_id: self._waiting.pop(step_run_id) for step_run_id in list(islice(self._waiting, self.size))}
-                task = asyncio.get_running_loop().create_task(self._run(taken))
+                requested = {step_run_id: self._waiting.pop(step_run_id) for step_run_id in list(islice(self._waiting, self.size))}
+                task = asyncio.get_running_loop().create_task(self._run(requested))
                 self._batches.add(task)
                 task.add_done_callback(self._batches.discard)
         finally:
             self._dispatcher = None
 
-    async def _run(self, taken: dict[int, list[asyncio.Future[str]]]) -> None:
+    async def _run(self, requested: dict[int, list[asyncio.Future[str]]]) -> None:
         runtime = self.runtime
-        ids = [step_run_id for step_run_id in taken if step_run_id not in runtime.running]
-        outcomes: dict[int, str] = {step_run_id: "in_flight" for step_run_id in taken if step_run_id not in ids}
+        ids = [step_run_id for step_run_id in requested if step_run_id not in runtime.running]
+        outcomes: dict[int, str] = {step_run_id: "in_flight" for step_run_id in requested if step_run_id not in ids}
         alone: list[int] = []
-        held = set(ids)
+        marked_running = set(ids)
         runtime.running.update(ids)
         try:
             # The emails that the batch's waits schedule for now run next in the same turn, as a batch
@@ -146,17 +146,17 @@ class StepBatcher:
                 self.alone += len(result.alone)
                 alone.extend(result.alone)
                 batch = [step_run_id for step_run_id in result.chained if step_run_id not in runtime.running]
-                held.update(batch)
+                marked_running.update(batch)
                 runtime.running.update(batch)
         except asyncio.CancelledError:
-            for futures in taken.values():
+            for futures in requested.values():
                 for future in futures:
                     future.cancel()
             raise
         except Exception as error:  # noqa: BLE001 - the batch's steps stay due; the sweep runs them again
             log.exception("batch.failed", step_runs=len(ids), error=repr(error))
         finally:
-            runtime.running.difference_update(held)
+            runtime.running.difference_update(marked_running)
             self._turns.release()
 
         for step_run_id, outcome in outcomes.items():
@@ -165,7 +165,7 @@ class StepBatcher:
         if alone:
             answers = await asyncio.gather(*(run_guarded(runtime, step_run_id) for step_run_id in alone))
             outcomes.update(zip(alone, answers, strict=True))
-        for step_run_id, futures in taken.items():
+        for step_run_id, futures in requested.items():
             for future in futures:
                 if not future.done():
                     future.set_result(outcomes.get(step_run_id, "error"))

@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import Select
 
 from services.kit import clock
 from services.kit.contracts.sequencer import EMAIL_ENGAGEMENT, EmailEngagement
@@ -154,17 +155,21 @@ async def _prepare(claim: _Claim, step_run_id: int) -> str | Delivery:
     return await _prepare_email(claim, run, enrolment, definition, step, fact, now)
 
 
-async def enrolment_of(session: AsyncSession, run: StepRun) -> tuple[Enrolment, Sequence, SequenceVersion]:
-    """Load a run's enrolment with its sequence and the version it follows, in one query."""
-    query = (
+def enrolments_with_versions() -> Select[tuple[Enrolment, Sequence, SequenceVersion]]:
+    """Build the query of enrolments joined with their sequence and the version each follows."""
+    return (
         select(Enrolment, Sequence, SequenceVersion)
         .join(Sequence, col(Sequence.id) == col(Enrolment.sequence_id))
         .join(
             SequenceVersion,
             and_(col(SequenceVersion.sequence_id) == col(Enrolment.sequence_id), col(SequenceVersion.version) == col(Enrolment.version)),
         )
-        .where(Enrolment.id == run.enrolment_id)
     )
+
+
+async def enrolment_of(session: AsyncSession, run: StepRun) -> tuple[Enrolment, Sequence, SequenceVersion]:
+    """Load a run's enrolment with its sequence and the version it follows, in one query."""
+    query = enrolments_with_versions().where(Enrolment.id == run.enrolment_id)
     enrolment, sequence, version = (await session.exec(query)).one()
     return enrolment, sequence, version
 
