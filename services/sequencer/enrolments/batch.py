@@ -67,8 +67,8 @@ from services.sequencer.templates.models import Template
 # The contacts service accepts at most this many contacts per sendability request.
 CONSENT_QUERY_SIZE = 500
 
-# Claims being released after a cancelled send, which `finish_releases` waits for.
-_releasing: set[asyncio.Task[None]] = set()
+# Claim releases and handed-over sends that outlive a cancelled batch, which `finish_releases` waits for.
+_releasing: set[asyncio.Future[Any]] = set()
 
 log = get_logger(__name__)
 
@@ -433,36 +433,52 @@ async def _insert_messages(session: AsyncSession, rows: list[dict[str, Any]]) ->
 
 
 async def finish_releases() -> None:
-    """Wait until the claims of cancelled sends are released, which can outlast the cancelled batch."""
+    """Wait until the claims of cancelled sends are released and the handed-over sends are finished."""
     while _releasing:
         await asyncio.gather(*list(_releasing), return_exceptions=True)
 
 
 async def _deliver(runtime: Runtime, groups: "_Groups", delivery: Delivery) -> str:
     """Send one claimed email, handing it over and recording its outcome together with the batch's others."""
+    handing_over = False
+
+    async def before_final_dot() -> bool:
+        nonlocal handing_over
+        handing_over = True
+        return await groups.hand_overs.submit(delivery.message_row_id)
+
+    # The SMTP transaction runs in a task of its own, so that a stopping worker can let a send whose
+    # hand-over may be committed write its final dot instead of losing the message.
+    sending = asyncio.ensure_future(
+        runtime.smtp.send(delivery.email, sender=runtime.envelope_sender, recipient=delivery.recipient, before_final_dot=before_final_dot)
+    )
     try:
-        result = await runtime.smtp.send(
-            delivery.email,
-            sender=runtime.envelope_sender,
-            recipient=delivery.recipient,
-            before_final_dot=lambda: groups.hand_overs.submit(delivery.message_row_id),
-        )
+        result = await asyncio.shield(sending)
         if result.outcome is None:
             return "lost_claim"
         return await groups.outcomes.submit((delivery, result))
     except asyncio.CancelledError:
-        # The worker is stopping: release a claim that has not reached the final dot, so another
-        # worker sends the message now instead of waiting for this one's heartbeat to go stale.
-        release = asyncio.ensure_future(release_claim(runtime, delivery))
-        _releasing.add(release)
-        release.add_done_callback(_releasing.discard)
-        await asyncio.shield(release)
+        if handing_over:
+            # The message may be recorded `awaiting_reply`, so the send finishes. Its outcome is not
+            # written, and the next run of the step takes the message as sent.
+            _track(sending)
+        else:
+            # Release a claim that has not reached the final dot, so another worker sends the
+            # message now instead of waiting for this one's heartbeat to go stale.
+            sending.cancel()
+            _track(asyncio.ensure_future(release_claim(runtime, delivery)))
         raise
     except Exception as error:  # noqa: BLE001 - the message stays claimed; the next run of its step resolves it
         log.exception("message.delivery_failed", message_id=delivery.message_id, step_run_id=delivery.step_run_id, error=repr(error))
         return "error"
     finally:
         runtime.in_flight.discard(delivery.message_row_id)
+
+
+def _track(task: "asyncio.Future[Any]") -> None:
+    """Keep a task that must outlive its cancelled batch, so that `finish_releases` waits for it."""
+    _releasing.add(task)
+    task.add_done_callback(_releasing.discard)
 
 
 Item = TypeVar("Item")
