@@ -1,9 +1,9 @@
 """The consuming side of events: arq job functions of every service, idempotent on the event id.
 
-`consume_events` takes a batch of events in one transaction: it skips the events the service has
-already applied, runs the handler of each topic in order, records every event id in
-`processed_event` and commits, all at once. A second delivery of the same event therefore changes
-nothing. When the batch fails, each event is applied again in a transaction of its own, so one bad
+`consume_events` takes a batch of events in one transaction: it records every event id in
+`processed_event`, skipping the events the service has already applied, runs the handler of each
+new event's topic in order and commits, all at once. A second delivery of the same event therefore
+changes nothing. When the batch fails, each event is applied again in a transaction of its own, so one bad
 event holds back only itself. Failures are retried with backoff, because a database or another
 service being briefly away must not drop an accepted event. `consume_event` applies a single event
 the same way; the relay enqueued one job per event before it batched them.
@@ -16,12 +16,13 @@ in-process locks. Between processes the database detects such a deadlock and abo
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, NoReturn
 
 from arq import Retry
 from arq.worker import Function, func
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
@@ -123,29 +124,48 @@ class EventConsumer:
         async with db.session() as session:
             session.info[IN_BATCH] = True
             session.info[BATCH_CACHE] = {}
-            ids = [envelope.id for envelope in envelopes]
-            query = select(self.processed_model.event_id).where(col(self.processed_model.event_id).in_(ids))
-            seen = set((await session.exec(query)).all())
-            if self.prefetch is not None:
-                await self.prefetch(session, [envelope for envelope in envelopes if envelope.id not in seen], ctx)
             now = clock.now()
+            fresh = await self._mark_processed(session, envelopes, now)
+            if self.prefetch is not None:
+                await self.prefetch(session, [envelope for envelope in envelopes if envelope.id in fresh], ctx)
             for envelope in envelopes:
-                if envelope.id in seen:
+                # The outbox never puts an event twice in one job, but a job built by hand might.
+                if envelope.id not in fresh:
                     outcomes["duplicate"] += 1
                     continue
+                fresh.discard(envelope.id)
 
-                # The outbox never puts an event twice in one job, but a job built by hand might.
-                seen.add(envelope.id)
                 handler = self.handlers.get(envelope.topic)
                 if handler is not None:
                     correlation_id_var.set(envelope.correlation_id)
                     await handler(session, envelope, ctx)
-                session.add(self.processed_model(event_id=envelope.id, topic=envelope.topic, processed_at=now))
                 outcomes["applied" if handler is not None else "ignored"] += 1
             if self.after_batch is not None and outcomes["applied"]:
                 await self.after_batch(session, ctx)
             await session.commit()
         return outcomes
+
+    async def _mark_processed(self, session: AsyncSession, envelopes: list[EventEnvelope], now: datetime) -> set[str]:
+        """Record the batch's events as processed first; return the ids that were not recorded before.
+
+        One statement both finds the duplicates and writes the marks. A worker applying the same event
+        at the same time waits on the row until this transaction ends, then skips it. The rows go in
+        in id order, so two batches that share events wait on each other in one order only.
+        """
+        if not envelopes:
+            return set()
+        table = self.processed_model.__table__  # type: ignore[attr-defined]
+        rows = {
+            envelope.id: {"event_id": envelope.id, "topic": envelope.topic, "processed_at": now} for envelope in envelopes
+        }
+        dialect = postgresql if session.bind is not None and session.bind.dialect.name == "postgresql" else sqlite
+        statement = (
+            dialect.insert(table)
+            .values([rows[event_id] for event_id in sorted(rows)])
+            .on_conflict_do_nothing()
+            .returning(table.c.event_id)
+        )
+        return set((await session.exec(statement)).scalars())  # type: ignore[call-overload]
 
     def function(self) -> Function:
         """Return the arq job function `consume_event`, for single events."""

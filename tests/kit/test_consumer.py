@@ -88,6 +88,32 @@ async def test_batch_applies_new_events_once() -> None:
     await db.dispose()
 
 
+async def test_batches_of_two_workers_sharing_an_event_apply_it_once() -> None:
+    calls: list[str] = []
+
+    async def handler(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
+        calls.append(envelope.id)
+        await asyncio.sleep(0.05)
+
+    # Two consumers, as two worker processes have, so neither waits for the other's batch in memory.
+    workers = [EventConsumer(ProcessedEvent, {"test.counted": handler}) for _ in range(2)]
+    db = Database(SequencerSettings().database_url)
+    shared, first_only, second_only = _envelope(), _envelope(), _envelope()
+
+    outcomes = await asyncio.gather(
+        workers[0].apply_batch(db, [first_only, shared], {}),
+        workers[1].apply_batch(db, [shared, second_only], {}),
+    )
+
+    # The later batch waited for the earlier one's mark on the shared event and skipped it, so no
+    # handler ran twice and neither batch had to be split.
+    assert sorted(calls) == sorted([first_only.id, shared.id, second_only.id])
+    assert sum(outcome["applied"] for outcome in outcomes) == 3
+    assert sum(outcome["duplicate"] for outcome in outcomes) == 1
+    assert [worker.split_batches for worker in workers] == [0, 0]
+    await db.dispose()
+
+
 async def test_failing_event_holds_back_itself() -> None:
     calls: list[str] = []
     broken = _envelope()
