@@ -115,6 +115,7 @@ async def _in_order(ctx: RunContext, options: RunOptions) -> None:
         await backlog.wait_until_idle()
     finally:
         await backlog.close()
+    await ctx.stack.analyze()
     ctx.done("contacts imported")
     await _learn_contact_ids(ctx)
 
