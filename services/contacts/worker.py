@@ -3,12 +3,14 @@
 from typing import Any
 
 from arq.worker import func
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.contacts.db import OutboxMessage, ProcessedEvent, install_sql_functions
-from services.contacts.engagement.handlers import on_email_engagement
+from services.contacts.engagement.handlers import on_email_engagement, record_batch_engagement
 from services.contacts.imports.service import RUN_IMPORT_JOB
 from services.contacts.imports.tasks import MAX_TRIES, run_import, sweep_imports
-from services.contacts.scores.handlers import flush_batch_scores, on_mql_reached, on_score_changed, prefetch_contacts
+from services.contacts.publishing import flush_batch_changes
+from services.contacts.scores.handlers import on_mql_reached, on_score_changed, prefetch_contacts
 from services.contacts.segments.tasks import recheck_segment_windows
 from services.contacts.settings import ContactsSettings
 from services.kit.consumer import EventConsumer
@@ -16,6 +18,12 @@ from services.kit.contracts import scoring as scoring_topics
 from services.kit.contracts import sequencer as sequencer_topics
 from services.kit.outbox import Outbox
 from services.kit.worker import build_worker_settings
+
+
+async def _finish_batch(session: AsyncSession, ctx: dict[str, Any]) -> None:
+    """Store a batch's engagement events, then publish and re-segment the contacts the batch changed."""
+    await record_batch_engagement(session, ctx)
+    await flush_batch_changes(session, ctx)
 
 
 async def _install_sql_functions(ctx: dict[str, Any]) -> None:
@@ -32,7 +40,7 @@ def worker_settings(settings: ContactsSettings | None = None) -> type:
             sequencer_topics.EMAIL_ENGAGEMENT: on_email_engagement,
         },
         prefetch=prefetch_contacts,
-        after_batch=flush_batch_scores,
+        after_batch=_finish_batch,
     )
     return build_worker_settings(
         settings,

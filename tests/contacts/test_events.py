@@ -4,6 +4,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import event
 from sqlmodel import col, select
 
 from services.contacts.changes import ContactChanges
@@ -159,6 +160,47 @@ async def test_engagement_consumer_records_timeline_event(contacts_app: Apps) ->
     timeline = (await client.get(f"/contacts/{contact['id']}/timeline")).json()["items"]
     assert [event["id"] for event in timeline] == [payload.event_id]
     assert (await client.get(f"/contacts/{contact['id']}/sendability")).json()["reason"] == "hard_bounce"
+
+
+def _engagement(contact_id: str, event_type: str, event_id: str | None = None, **properties: object) -> EventEnvelope:
+    payload = sequencer_topics.EmailEngagement(
+        event_id=event_id or uuid.uuid4().hex, contact_id=contact_id, type=event_type, occurred_at=T0, properties=properties
+    )
+    return EventEnvelope(
+        id=uuid.uuid4().hex, topic=sequencer_topics.EMAIL_ENGAGEMENT, producer="sequencer", occurred_at=T0,
+        payload=payload.model_dump(mode="json"),
+    )
+
+
+async def test_engagement_batch_is_stored_together(contacts_app: Apps) -> None:
+    app, client = contacts_app
+    consumer = worker_settings(app.state.settings).functions[0].coroutine.__self__
+    contacts = [await create_contact(client) for _ in range(20)]
+    sent = [_engagement(contact["id"], "email_sent", message_id=f"m{index}") for index, contact in enumerate(contacts)]
+    bounced = _engagement(contacts[1]["id"], "email_bounced", message_id="m1", bounce_class="hard")
+    repeated = _engagement(contacts[0]["id"], "email_sent", event_id=sent[0].payload["event_id"], message_id="m0")
+    unknown = _engagement(uuid.uuid4().hex, "email_opened")
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    engine = app.state.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        outcomes = await consumer.apply_batch(app.state.db, [*sent, bounced, repeated, unknown], worker_context(app))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+    assert outcomes == {"applied": 23}
+    assert consumer.split_batches == 0
+    first = (await client.get(f"/contacts/{contacts[0]['id']}/timeline")).json()["items"]
+    assert [item["type"] for item in first] == ["email_sent"]
+    second = (await client.get(f"/contacts/{contacts[1]['id']}/timeline")).json()["items"]
+    assert sorted(item["type"] for item in second) == ["email_bounced", "email_sent"]
+    assert (await client.get(f"/contacts/{contacts[1]['id']}/sendability")).json()["reason"] == "hard_bounce"
+    # One event at a time, each engagement event took several statements of its own.
+    assert len(statements) < 23, len(statements)
 
 
 async def test_engagement_for_erased_contact_is_dropped(contacts_app: Apps) -> None:

@@ -7,7 +7,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.contacts.changes import ContactChanges
 from services.contacts.people.models import Contact
-from services.contacts.publishing import flush_changes
+from services.contacts.publishing import batch_changes, flush_changes
 from services.contacts.stages.machine import Stage
 from services.contacts.stages.models import StageChange
 from services.contacts.stages.service import change_stage
@@ -21,8 +21,6 @@ log = get_logger(__name__)
 SCORING_ACTOR = "scoring"
 # Scoring promotes only from these stages; a contact at sql or later is never demoted.
 _PROMOTABLE = (Stage.SUBSCRIBER.value, Stage.LEAD.value)
-# Key of the batch cache entry that collects the contacts whose score changed.
-_BATCH_SCORED = "scored"
 
 
 async def on_score_changed(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
@@ -41,10 +39,10 @@ async def on_score_changed(session: AsyncSession, envelope: EventEnvelope, ctx: 
     }
     session.add(contact)
 
-    batch = session.info.get(BATCH_CACHE)
-    if batch is not None:
-        # Segments are brought up to date once for the whole batch, in `flush_batch_scores`.
-        batch.setdefault(_BATCH_SCORED, ContactChanges()).score(contact.id)
+    batched = batch_changes(session)
+    if batched is not None:
+        # Segments are brought up to date once for the whole batch, in `flush_batch_changes`.
+        batched.score(contact.id)
         return
     changes = ContactChanges()
     changes.score(contact.id)
@@ -58,13 +56,6 @@ async def prefetch_contacts(session: AsyncSession, envelopes: list[EventEnvelope
         # Kept in the batch cache because the session references unchanged objects only weakly.
         contacts = (await session.exec(select(Contact).where(col(Contact.id).in_(ids)))).all()
         session.info[BATCH_CACHE]["contacts"] = list(contacts)
-
-
-async def flush_batch_scores(session: AsyncSession, ctx: dict[str, Any]) -> None:
-    """Re-segment, once, the contacts whose score a batch of events changed."""
-    changes = session.info.get(BATCH_CACHE, {}).get(_BATCH_SCORED)
-    if changes is not None:
-        await flush_changes(session, ctx["outbox"], changes, ctx["settings"])
 
 
 async def on_mql_reached(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
