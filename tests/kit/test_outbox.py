@@ -74,6 +74,56 @@ async def test_rolled_back_publish_leaves_nothing(own: Environment) -> None:
     await redis.aclose()
 
 
+async def test_rollback_drops_its_rows_only(own: Environment) -> None:
+    settings, db, redis, outbox = await _setup(own)
+    dropped, committed = uuid.uuid4().hex, uuid.uuid4().hex
+
+    async with db.session() as session:
+        outbox.publish(session, TOPIC, {"n": 1}, event_id=dropped)
+        await session.rollback()
+        outbox.publish(session, TOPIC, {"n": 2}, event_id=committed)
+        await session.commit()
+
+    assert await _rows(db, dropped) == []
+    assert len(await _rows(db, committed)) == 2
+    await db.dispose()
+    await redis.aclose()
+
+
+async def test_savepoint_rollback_drops_its_rows(own: Environment) -> None:
+    settings, db, redis, outbox = await _setup(own)
+    before, inside, released = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+
+    async with db.session() as session:
+        outbox.publish(session, TOPIC, {"n": 1}, event_id=before)
+        with pytest.raises(RuntimeError):
+            async with session.begin_nested():
+                outbox.publish(session, TOPIC, {"n": 2}, event_id=inside)
+                raise RuntimeError("roll the savepoint back")
+        async with session.begin_nested():
+            outbox.publish(session, TOPIC, {"n": 3}, event_id=released)
+        await session.commit()
+
+    assert len(await _rows(db, before)) == 2
+    assert await _rows(db, inside) == []
+    assert len(await _rows(db, released)) == 2
+    await db.dispose()
+    await redis.aclose()
+
+
+async def test_topic_without_consumers_writes_nothing(own: Environment) -> None:
+    settings, db, redis, outbox = await _setup(own)
+    event_id = uuid.uuid4().hex
+
+    async with db.session() as session:
+        outbox.publish(session, "test.unconsumed", {"n": 1}, event_id=event_id)
+        await session.commit()
+
+    assert await _rows(db, event_id) == []
+    await db.dispose()
+    await redis.aclose()
+
+
 async def test_publish_writes_one_row_per_consumer(own: Environment) -> None:
     settings, db, redis, outbox = await _setup(own)
     event_id = uuid.uuid4().hex
