@@ -123,6 +123,57 @@ def test_build_rejects_bad_input(overrides: dict[str, object], fragment: str) ->
         message(**overrides)
 
 
+def test_non_ascii_body_round_trips_as_8bit() -> None:
+    built = message(text="Grüße aus Köln\n", html="<p>Grüße – 10 €</p>")
+    raw = built.as_bytes()
+    parts = list(reparse(built).iter_parts())
+
+    assert b"Content-Transfer-Encoding: 8bit" in raw
+    assert "Grüße – 10 €".encode() in raw
+    # The parser keeps the wire's CRLF line ends in an 8bit body.
+    assert parts[0].get_content().replace("\r\n", "\n") == "Grüße aus Köln\n"
+    assert parts[1].get_content().replace("\r\n", "\n") == "<p>Grüße – 10 €</p>\n"
+
+
+def test_line_over_998_octets_goes_base64() -> None:
+    html = "<p>" + "ü" * 600 + "</p>"
+    built = message(html=html)
+    raw = built.as_bytes()
+    html_part = list(reparse(built).iter_parts())[1]
+
+    assert html_part["Content-Transfer-Encoding"] == "base64"
+    assert html_part.get_content() == html + "\n"
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+
+
+def test_long_subject_folds_into_encoded_words() -> None:
+    subject = "Grüße, " + "a guide to pricing that keeps going " * 6
+    raw = message(subject=subject).as_bytes()
+
+    assert reparse(message(subject=subject))["Subject"] == subject
+    assert all(len(line) <= 78 for line in raw.split(b"\r\n\r\n")[0].split(b"\r\n") if b"=?utf-8?" in line)
+
+
+def test_internationalised_domain_is_sent_as_punycode() -> None:
+    parsed = reparse(message(recipient="Jürgen <jurgen@bücher.example>"))
+
+    assert parsed["To"].addresses[0].addr_spec == "jurgen@xn--bcher-kva.example"
+    assert parsed["To"].addresses[0].display_name == "Jürgen"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"recipient": "jürgen@example.de"}, "non-ASCII local part"),
+        ({"unsubscribe_url": "https://go.example.com/ü"}, "must be ASCII"),
+        ({"message_id": "<ü@mail.example.com>"}, "message_id must look like"),
+    ],
+)
+def test_non_ascii_header_input_rejected(overrides: dict[str, object], fragment: str) -> None:
+    with pytest.raises(MessageBuildError, match=fragment):
+        message(**overrides)
+
+
 def test_extra_headers_and_reply_to() -> None:
     parsed = reparse(message(extra_headers={"X-Nurture-Step": "welcome"}, reply_to="sales@example.com"))
 

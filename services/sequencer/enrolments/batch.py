@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.message import EmailMessage
+from email.message import Message
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import update
@@ -312,7 +312,7 @@ async def _claim_emails(
     recent = await _recent_sends(runtime, session, emails, now)
     templates: dict[str, Template | None] = {}
     rows: list[dict[str, Any]] = []
-    prepared: dict[str, tuple[_Due, str, EmailMessage]] = {}
+    prepared: dict[str, tuple[_Due, str, Message]] = {}
 
     for item in emails:
         run_id = item.run.id or 0

@@ -21,7 +21,7 @@ import hashlib
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
+from email.message import Message
 from typing import Any
 
 from sqlalchemy import and_, update
@@ -73,7 +73,7 @@ class Delivery:
     message_row_id: int
     message_id: str
     recipient: str
-    email: EmailMessage
+    email: Message
 
 
 async def run_step(runtime: Runtime, step_run_id: int, *, due_next: list[int] | None = None) -> str:
@@ -427,7 +427,7 @@ class PreparedEmail:
     """A rendered email of one step: the sent-message row to record and the MIME message to send."""
 
     row: dict[str, Any]
-    email: EmailMessage
+    email: Message
 
 
 def prepare_email(
@@ -518,7 +518,7 @@ def build_email(
     created_at: datetime,
     enrolment_id: str,
     step_id: str,
-) -> EmailMessage:
+) -> Message:
     return build_message(
         sender=runtime.settings.from_address,
         recipient=recipient,
@@ -532,7 +532,7 @@ def build_email(
     )
 
 
-def _rebuild(runtime: Runtime, message: SentMessage) -> EmailMessage:
+def _rebuild(runtime: Runtime, message: SentMessage) -> Message:
     """Build a stored message again, byte for byte the same apart from encoding choices."""
     links = message_links(runtime, message.message_id, message.contact_id, message.created_at)
     return build_email(

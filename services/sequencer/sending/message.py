@@ -7,14 +7,17 @@ unique Message-ID under the platform's domain and the unsubscribe headers of RFC
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 from collections.abc import Mapping
 from datetime import datetime
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.policy import compat32
+from email.utils import format_datetime, formataddr, getaddresses
 from urllib.parse import urlsplit
 
 from services.sequencer.schedule.local_time import require_aware
@@ -29,10 +32,13 @@ _RESERVED_HEADERS = frozenset(
 )
 
 
-# RFC 5322 allows lines of up to 998 characters. Folding at 78 would force the policy to encode a long
-# List-Unsubscribe URL as RFC 2047 words, which receivers do not decode in that header, so the
-# one-click link would break.
-POLICY = SMTP.clone(max_line_length=998)
+# The message is assembled with the standard library's compat32 classes, which keep header values as
+# given, so the values are checked and encoded here. The default policy parses every header into an
+# object: building and serialising a message took about 4 ms that way and 0.6 ms this way, measured
+# on a busy two-core machine. The List-Unsubscribe URL stays on one line, unencoded, as receivers expect.
+# RFC 5322's limit on a line, without its CRLF.
+MAX_LINE_OCTETS = 998
+POLICY = compat32.clone(linesep="\r\n", max_line_length=MAX_LINE_OCTETS)
 MAX_UNSUBSCRIBE_URL_CHARS = 900
 
 
@@ -62,8 +68,8 @@ def build_message(
     sent_at: datetime,
     reply_to: str | Address | None = None,
     extra_headers: Mapping[str, str] | None = None,
-) -> EmailMessage:
-    """Return a multipart/alternative EmailMessage ready for SMTP.
+) -> Message:
+    """Return a multipart/alternative message ready for SMTP; `as_bytes()` gives its wire form.
 
     Raises:
         MessageBuildError: a header value contains a line break, an address or URL is invalid, or
@@ -73,23 +79,45 @@ def build_message(
     _check_message_id(message_id)
     list_unsubscribe = _list_unsubscribe(unsubscribe_url, unsubscribe_mailto)
 
-    message = EmailMessage(policy=POLICY)
+    message = MIMEMultipart("alternative", policy=POLICY)
     message["From"] = _address(sender, "sender")
     message["To"] = _address(recipient, "recipient")
     if reply_to is not None:
         message["Reply-To"] = _address(reply_to, "reply_to")
-    message["Subject"] = subject
+    message["Subject"] = _text_header("Subject", subject)
     message["Date"] = format_datetime(require_aware(sent_at, "sent_at"))
     message["Message-ID"] = message_id
     message["List-Unsubscribe"] = list_unsubscribe
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     for name, value in (extra_headers or {}).items():
         _check_extra_header(name, value)
-        message[name] = value
+        message[name] = _text_header(name, value)
 
-    message.set_content(text, subtype="plain", charset="utf-8")
-    message.add_alternative(html, subtype="html", charset="utf-8")
+    message.attach(_text_part(text, "plain"))
+    message.attach(_text_part(html, "html"))
     return message
+
+
+def _text_part(content: str, subtype: str) -> Message:
+    """Return a text part in UTF-8: 7bit or 8bit when its lines fit RFC 5322's limit, else base64."""
+    body = "\n".join(content.splitlines()) + "\n"
+    data = body.encode("utf-8")
+    part = Message(policy=POLICY)
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
+    if max((len(line) for line in data.split(b"\n")), default=0) <= MAX_LINE_OCTETS:
+        part["Content-Transfer-Encoding"] = "7bit" if data.isascii() else "8bit"
+        # The generator writes a payload decoded this way back as the same bytes.
+        part.set_payload(data.decode("ascii", "surrogateescape"))
+    else:
+        part["Content-Transfer-Encoding"] = "base64"
+        part.set_payload(base64.encodebytes(data).decode("ascii"))
+    return part
+
+
+def _text_header(name: str, value: str) -> str:
+    """Return a header value folded at 78 characters, with non-ASCII words as RFC 2047 encoded words."""
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    return Header(value, charset, header_name=name).encode(linesep=POLICY.linesep, maxlinelen=78)
 
 
 def _list_unsubscribe(url: str, mailto: str | None) -> str:
@@ -100,6 +128,8 @@ def _list_unsubscribe(url: str, mailto: str | None) -> str:
             f"unsubscribe_url must be an absolute https URL (RFC 8058; http only on a loopback host), got {url[:80]!r}"
         )
     _check_header_value(url, "unsubscribe_url")
+    if not url.isascii():
+        raise MessageBuildError("unsubscribe_url must be ASCII; percent-encode other characters")
     if any(character in url for character in " <>,"):
         raise MessageBuildError("unsubscribe_url must not contain spaces, '<', '>' or ','")
     if len(url) + len(mailto or "") > MAX_UNSUBSCRIBE_URL_CHARS:
@@ -108,19 +138,31 @@ def _list_unsubscribe(url: str, mailto: str | None) -> str:
     value = f"<{url}>"
     if mailto is not None:
         _check_header_value(mailto, "unsubscribe_mailto")
-        if not mailto.startswith("mailto:") or any(character in mailto for character in " <>,"):
+        if not mailto.startswith("mailto:") or not mailto.isascii() or any(character in mailto for character in " <>,"):
             raise MessageBuildError(f"unsubscribe_mailto must be a mailto: URI, got {mailto[:80]!r}")
         value += f", <{mailto}>"
     return value
 
 
-def _address(value: str | Address, field: str) -> Address | str:
+def _address(value: str | Address, field: str) -> str:
     if isinstance(value, Address):
-        return value
-    _check_header_value(value, field)
-    if "@" not in value:
-        raise MessageBuildError(f"{field} must be an email address, got {value[:80]!r}")
-    return value
+        name, addr_spec = value.display_name, value.addr_spec
+    else:
+        _check_header_value(value, field)
+        parsed = getaddresses([value])
+        if len(parsed) != 1 or "@" not in parsed[0][1]:
+            raise MessageBuildError(f"{field} must be an email address, got {value[:80]!r}")
+        name, addr_spec = parsed[0]
+
+    local, _, domain = addr_spec.rpartition("@")
+    if not local.isascii():
+        raise MessageBuildError(f"{field} has a non-ASCII local part, which needs SMTPUTF8; got {addr_spec[:80]!r}")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise MessageBuildError(f"{field} has an invalid domain, got {domain[:80]!r}") from None
+    return formataddr((name, f"{local}@{domain}"), charset="utf-8")
 
 
 def _check_header_value(value: str, field: str) -> None:
@@ -135,7 +177,7 @@ def _check_domain(domain: str) -> None:
 
 def _check_message_id(message_id: str) -> None:
     match = re.fullmatch(r"<([^<>@\s]+)@([^<>@\s]+)>", message_id)
-    if not match:
+    if not match or not message_id.isascii():
         raise MessageBuildError(f"message_id must look like <unique@domain>, got {message_id[:80]!r}")
 
 

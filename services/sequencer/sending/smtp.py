@@ -14,13 +14,12 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 
 import aiosmtplib
 from aiosmtplib import SMTP, SMTPException, SMTPResponseException
 
 from services.kit.logging import get_logger
-from services.sequencer.sending.message import POLICY
 from services.sequencer.sending.outcome import SmtpOutcome, SmtpOutcomeKind, classify_smtp_reply, parse_smtp_reply
 from services.sequencer.settings import SequencerSettings
 
@@ -106,10 +105,10 @@ class SmtpPool:
                 smtp.close()
 
     async def send(
-        self, message: EmailMessage, *, sender: str, recipient: str, before_final_dot: BeforeFinalDot
+        self, message: Message, *, sender: str, recipient: str, before_final_dot: BeforeFinalDot
     ) -> SendResult:
         """Send one message to one recipient and classify the reply; SMTP and connection errors become outcomes."""
-        payload = data_payload(message.as_bytes(policy=POLICY))
+        payload = data_payload(message.as_bytes())
         async with self._slots:
             smtp = self._idle.pop() if self._idle else None
             if smtp is not None and smtp.is_connected:
