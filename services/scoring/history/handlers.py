@@ -27,6 +27,8 @@ from services.kit.logging import get_logger
 from services.scoring.history.service import (
     apply_snapshot,
     apply_stage,
+    create_missing_contacts,
+    drop_erased,
     erase_contact,
     is_machine_event,
     lock_contact,
@@ -116,18 +118,23 @@ async def prefetch_batch(session: AsyncSession, envelopes: list[EventEnvelope], 
 
     cache = session.info[BATCH_CACHE]
     locked = cache.setdefault("locked", {})
+    # Contacts new to scoring get their facts rows here with one statement, rather than one by one
+    # in `lock_contact`, unless the batch erases them, which that path handles.
+    leaving = {contact_id_of(envelope) for envelope in envelopes if envelope.topic == contact_topics.CONTACT_ERASED}
+    created = await create_missing_contacts(session, [contact_id for contact_id in contact_ids if contact_id not in leaving], clock.now())
     for facts in await lock_existing_contacts(session, contact_ids):
         locked[facts.contact_id] = facts
+    for contact_id in await drop_erased(session, sorted(created)):
+        locked[contact_id] = None
 
     # The history of the batch's events goes in with one statement, for contacts that have a facts
     # row and no erasure in this batch. The others are stored one by one after `lock_contact`,
-    # which creates the row, or finds the erasure so that the event is dropped.
-    leaving = {contact_id_of(envelope) for envelope in envelopes if envelope.topic == contact_topics.CONTACT_ERASED}
+    # which finds the erasure so that the event is dropped.
     events = [
         event
         for envelope in envelopes
         if envelope.topic == contact_topics.EVENT_RECORDED
-        and (event := contact_topics.EventRecorded.model_validate(envelope.payload).event).contact_id in locked
+        and locked.get((event := contact_topics.EventRecorded.model_validate(envelope.payload).event).contact_id) is not None
         and event.contact_id not in leaving
     ]
     await store_events(session, events)

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import delete, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -118,6 +119,36 @@ async def lock_existing_contacts(session: AsyncSession, contact_ids: Sequence[st
         .execution_options(populate_existing=True)
     )
     return list((await session.exec(query)).all())
+
+
+async def create_missing_contacts(session: AsyncSession, contact_ids: Sequence[str], now: datetime) -> set[str]:
+    """Insert an empty facts row for each contact that has none, in contact-id order; return the new ids.
+
+    A batch calls this before it locks its contacts, then `drop_erased` on the new ids, in the
+    order `lock_contact` follows for one contact.
+    """
+    if not contact_ids:
+        return set()
+    table = ContactFacts.__table__  # type: ignore[attr-defined]
+    rows = [
+        {"contact_id": contact_id, "facts": {}, "stage": "subscriber", "updated_at": now, "stages_reached": [], "revision": 0}
+        for contact_id in sorted(set(contact_ids))
+    ]
+    dialect = postgresql if dialect_name(session) == "postgresql" else sqlite
+    statement = dialect.insert(table).values(rows).on_conflict_do_nothing().returning(table.c.contact_id)
+    return set((await session.exec(statement)).scalars())  # type: ignore[call-overload]
+
+
+async def drop_erased(session: AsyncSession, contact_ids: Sequence[str]) -> set[str]:
+    """Delete the facts rows of those contacts that were erased before; return their ids."""
+    if not contact_ids:
+        return set()
+    by_key = {erased_key(contact_id): contact_id for contact_id in contact_ids}
+    query = select(ErasedContact.contact_hash).where(col(ErasedContact.contact_hash).in_(list(by_key)))
+    erased = {by_key[key] for key in (await session.exec(query)).all()}
+    if erased:
+        await session.exec(delete(ContactFacts).where(col(ContactFacts.contact_id).in_(sorted(erased))))  # type: ignore[call-overload]
+    return erased
 
 
 def scored_event(event: TimelineEvent) -> ScoredEvent:

@@ -398,3 +398,21 @@ async def test_batch_drops_events_after_erasure(scoring: ScoringHarness) -> None
         assert (await session.exec(select(ScoredEvent).where(ScoredEvent.contact_id == contact))).all() == []
         assert await session.get(ContactFacts, contact) is None
         assert await session.get(ErasedContact, erased_key(contact)) is not None
+
+
+async def test_batch_after_erasure_stores_nothing(scoring: ScoringHarness) -> None:
+    clock.freeze(NOW)
+    model = await _model(scoring)
+    contact, other = new_id(), new_id()
+    await scoring.deliver_batch(*_history(contact)[:2])
+    await scoring.deliver_batch(erased(contact))
+
+    # Late copies of the erased contact's events, in a batch with a contact new to scoring.
+    await scoring.deliver_batch(*_history(contact), *_history(other)[:2])
+
+    assert scoring.consumer.split_batches == 0
+    async with scoring.app.state.db.session() as session:
+        assert (await session.exec(select(LedgerRow).where(LedgerRow.contact_id == contact))).all() == []
+        assert (await session.exec(select(ScoredEvent).where(ScoredEvent.contact_id == contact))).all() == []
+        assert await session.get(ContactFacts, contact) is None
+    assert (await scoring.model_score(other, model))["total"] > 0
