@@ -154,6 +154,55 @@ def test_long_subject_folds_into_encoded_words() -> None:
     assert all(len(line) <= 78 for line in raw.split(b"\r\n\r\n")[0].split(b"\r\n") if b"=?utf-8?" in line)
 
 
+def test_separators_inside_a_line_are_kept() -> None:
+    text = "a\u2028b\x0cc\x85d\x1de"
+    parts = list(reparse(message(text=text, html=f"<p>{text}</p>")).iter_parts())
+
+    assert parts[0].get_content().replace("\r\n", "\n") == text + "\n"
+    assert parts[1].get_content().replace("\r\n", "\n") == f"<p>{text}</p>\n"
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["x" * 70, "https://example.com/" + "a" * 60 + " is ready", "x" * 255, "y" * 1200],
+    ids=["70 characters", "URL first", "255 characters", "1200 characters"],
+)
+def test_subject_with_a_long_first_word_round_trips(subject: str) -> None:
+    built = message(subject=subject)
+
+    assert reparse(built)["Subject"] == subject
+    assert max(len(line) for line in built.as_bytes().split(b"\r\n")) <= 998
+
+
+def test_long_header_values_stay_within_998_octets() -> None:
+    name = "é" * 100
+    built = message(extra_headers={"X-Campaign": "x" * 1200}, sender=Address(name, "news", "mail.example.com"))
+    parsed = reparse(built)
+
+    assert parsed["X-Campaign"] == "x" * 1200
+    assert parsed["From"].addresses[0].display_name == name
+    assert max(len(line) for line in built.as_bytes().split(b"\r\n")) <= 998
+
+
+def test_display_name_too_long_for_a_line_rejected() -> None:
+    with pytest.raises(MessageBuildError, match="sender is longer than 900 characters"):
+        message(sender=Address("é" * 400, "news", "mail.example.com"))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"subject": "Hello\x0bWorld"},
+        {"subject": "Hello\x0cBcc: evil@example.net"},
+        {"sender": Address("Acme\x0bNews", "news", "mail.example.com")},
+        {"extra_headers": {"X-Campaign": "a\x1eb"}},
+    ],
+)
+def test_control_characters_in_headers_rejected(overrides: dict[str, object]) -> None:
+    with pytest.raises(MessageBuildError, match="control characters"):
+        message(**overrides)
+
+
 def test_internationalised_domain_is_sent_as_punycode() -> None:
     parsed = reparse(message(recipient="Jürgen <jurgen@bücher.example>"))
 

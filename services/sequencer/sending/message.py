@@ -40,6 +40,8 @@ _RESERVED_HEADERS = frozenset(
 MAX_LINE_OCTETS = 998
 POLICY = compat32.clone(linesep="\r\n", max_line_length=MAX_LINE_OCTETS)
 MAX_UNSUBSCRIBE_URL_CHARS = 900
+MAX_ADDRESS_CHARS = 900
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 
 
 class MessageBuildError(ValueError):
@@ -100,8 +102,8 @@ def build_message(
 
 def _text_part(content: str, subtype: str) -> Message:
     """Return a text part in UTF-8: 7bit or 8bit when its lines fit RFC 5322's limit, else base64."""
-    body = "\n".join(content.splitlines()) + "\n"
-    data = body.encode("utf-8")
+    # Split the bytes, not the text: str.splitlines would also break at U+2028, form feeds and more.
+    data = b"\n".join(content.encode("utf-8").splitlines()) + b"\n"
     part = Message(policy=POLICY)
     part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
     if max((len(line) for line in data.split(b"\n")), default=0) <= MAX_LINE_OCTETS:
@@ -115,9 +117,14 @@ def _text_part(content: str, subtype: str) -> Message:
 
 
 def _text_header(name: str, value: str) -> str:
-    """Return a header value folded at 78 characters, with non-ASCII words as RFC 2047 encoded words."""
-    charset = "us-ascii" if value.isascii() else "utf-8"
-    return Header(value, charset, header_name=name).encode(linesep=POLICY.linesep, maxlinelen=78)
+    """Return a header value as it goes on the wire.
+
+    ASCII text that fits on one line stays as it is. Other text becomes RFC 2047 encoded words,
+    folded at 78 characters, which can split a word too long for a line.
+    """
+    if value.isascii() and len(name) + 2 + len(value) <= MAX_LINE_OCTETS:
+        return value
+    return Header(value, "utf-8", header_name=name).encode(linesep=POLICY.linesep, maxlinelen=78)
 
 
 def _list_unsubscribe(url: str, mailto: str | None) -> str:
@@ -147,6 +154,8 @@ def _list_unsubscribe(url: str, mailto: str | None) -> str:
 def _address(value: str | Address, field: str) -> str:
     if isinstance(value, Address):
         name, addr_spec = value.display_name, value.addr_spec
+        _check_header_value(name, field)
+        _check_header_value(addr_spec, field)
     else:
         _check_header_value(value, field)
         parsed = getaddresses([value])
@@ -162,12 +171,18 @@ def _address(value: str | Address, field: str) -> str:
             domain = domain.encode("idna").decode("ascii")
         except UnicodeError:
             raise MessageBuildError(f"{field} has an invalid domain, got {domain[:80]!r}") from None
-    return formataddr((name, f"{local}@{domain}"), charset="utf-8")
+    # A non-ASCII display name becomes one encoded word, because parsers put a space between the
+    # encoded words of a folded name; the length check keeps the line within RFC 5322's limit.
+    formatted = formataddr((name, f"{local}@{domain}"), charset="utf-8")
+    if len(formatted) > MAX_ADDRESS_CHARS:
+        raise MessageBuildError(f"{field} is longer than {MAX_ADDRESS_CHARS} characters")
+    return formatted
 
 
 def _check_header_value(value: str, field: str) -> None:
-    if "\r" in value or "\n" in value or "\x00" in value:
-        raise MessageBuildError(f"{field} must not contain line breaks or NUL")
+    # The email package also breaks header lines at vertical tabs, form feeds and other separators.
+    if _CONTROL.search(value):
+        raise MessageBuildError(f"{field} must not contain line breaks or other control characters")
 
 
 def _check_domain(domain: str) -> None:
