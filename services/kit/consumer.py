@@ -3,10 +3,10 @@
 `consume_events` takes a batch of events in one transaction: it records every event id in
 `processed_event`, skipping the events the service has already applied, runs the handler of each
 new event's topic in order and commits, all at once. A second delivery of the same event therefore
-changes nothing. When the batch fails, each event is applied again in a transaction of its own, so one bad
-event holds back only itself. Failures are retried with backoff, because a database or another
-service being briefly away must not drop an accepted event. `consume_event` applies a single event
-the same way; the relay enqueued one job per event before it batched them.
+changes nothing. When the batch fails, each event is applied again in a transaction of its own, so
+one bad event holds back only itself. Failures are retried with backoff, because a database or
+another service being briefly away must not drop an accepted event. `consume_event` applies a
+single event the same way; the relay enqueued one job per event before it batched them.
 
 A process applies one batch at a time. A batch holds the locks of all its contacts until it commits,
 and two batches of one process waiting on each other's contacts would wait for ever on the

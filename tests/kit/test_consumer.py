@@ -88,7 +88,7 @@ async def test_batch_applies_new_events_once() -> None:
     await db.dispose()
 
 
-async def test_batches_of_two_workers_sharing_an_event_apply_it_once() -> None:
+async def test_shared_event_applied_once_across_workers() -> None:
     calls: list[str] = []
 
     async def handler(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:

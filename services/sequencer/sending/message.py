@@ -172,7 +172,7 @@ def _address(value: str | Address, field: str) -> str:
         except UnicodeError:
             raise MessageBuildError(f"{field} has an invalid domain, got {domain[:80]!r}") from None
     # A non-ASCII display name becomes one encoded word, because parsers put a space between the
-    # encoded words of a folded name; the length check keeps the line within RFC 5322's limit.
+    # encoded words of a folded name. The length check keeps the line within RFC 5322's limit.
     formatted = formataddr((name, f"{local}@{domain}"), charset="utf-8")
     if len(formatted) > MAX_ADDRESS_CHARS:
         raise MessageBuildError(f"{field} is longer than {MAX_ADDRESS_CHARS} characters")
