@@ -21,7 +21,8 @@ def _clock_path() -> Path | None:
 
 
 def _load(path: str | Path) -> tuple[timedelta, datetime | None]:
-    # `os.stat` on the string, because a `Path` costs more than the call itself, many times per event.
+    # `os.stat` on the string, because building a `Path` costs more than the call, and `now()`
+    # runs many times per event.
     try:
         stat = os.stat(path)
     except FileNotFoundError:

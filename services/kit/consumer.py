@@ -146,7 +146,7 @@ class EventConsumer:
         return outcomes
 
     async def _mark_processed(self, session: AsyncSession, envelopes: list[EventEnvelope], now: datetime) -> set[str]:
-        """Record the batch's events as processed first; return the ids that were not recorded before.
+        """Record the batch's events as processed first and return the ids that were not recorded before.
 
         One statement both finds the duplicates and writes the marks. A worker applying the same event
         at the same time waits on the row until this transaction ends, then skips it. The rows go in

@@ -123,7 +123,7 @@ def _drop_rolled_back(session: Session, previous_transaction: SessionTransaction
         pending.clear()
         return
     if not previous_transaction.nested:
-        # The inner transaction of a flush; the transaction it belongs to decides.
+        # This is the inner transaction of a flush, so the transaction it belongs to decides.
         return
     counts = session.info.get(_SAVEPOINTS, {}).pop(previous_transaction, {})
     for table in list(pending):
@@ -164,7 +164,7 @@ class Outbox:
         event_id: str | None = None,
         occurred_at: datetime | None = None,
     ) -> EventEnvelope:
-        """Add an event to the outbox in the caller's transaction; it leaves only if that commits.
+        """Add an event to the outbox in the caller's transaction, so it leaves only if that commits.
 
         The rows are written when the transaction commits, so a query in the same transaction does
         not see them.

@@ -122,10 +122,10 @@ async def lock_existing_contacts(session: AsyncSession, contact_ids: Sequence[st
 
 
 async def create_missing_contacts(session: AsyncSession, contact_ids: Sequence[str], now: datetime) -> set[str]:
-    """Insert an empty facts row for each contact that has none, in contact-id order; return the new ids.
+    """Insert an empty facts row for each contact that has none and return the new ids.
 
-    A batch calls this before it locks its contacts, then `drop_erased` on the new ids, in the
-    order `lock_contact` follows for one contact.
+    The rows go in in contact-id order. A batch calls this before it locks its contacts, then
+    `drop_erased` on the new ids, in the order `lock_contact` follows for one contact.
     """
     if not contact_ids:
         return set()
@@ -140,7 +140,7 @@ async def create_missing_contacts(session: AsyncSession, contact_ids: Sequence[s
 
 
 async def drop_erased(session: AsyncSession, contact_ids: Sequence[str]) -> set[str]:
-    """Delete the facts rows of those contacts that were erased before; return their ids."""
+    """Delete the facts rows of those contacts that were erased before and return their ids."""
     if not contact_ids:
         return set()
     by_key = {erased_key(contact_id): contact_id for contact_id in contact_ids}

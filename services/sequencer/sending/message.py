@@ -71,7 +71,7 @@ def build_message(
     reply_to: str | Address | None = None,
     extra_headers: Mapping[str, str] | None = None,
 ) -> Message:
-    """Return a multipart/alternative message ready for SMTP; `as_bytes()` gives its wire form.
+    """Return a multipart/alternative message ready for SMTP, whose `as_bytes()` gives its wire form.
 
     Raises:
         MessageBuildError: a header value contains a line break, an address or URL is invalid, or
@@ -136,7 +136,7 @@ def _list_unsubscribe(url: str, mailto: str | None) -> str:
         )
     _check_header_value(url, "unsubscribe_url")
     if not url.isascii():
-        raise MessageBuildError("unsubscribe_url must be ASCII; percent-encode other characters")
+        raise MessageBuildError("unsubscribe_url must be ASCII, so percent-encode other characters")
     if any(character in url for character in " <>,"):
         raise MessageBuildError("unsubscribe_url must not contain spaces, '<', '>' or ','")
     if len(url) + len(mailto or "") > MAX_UNSUBSCRIBE_URL_CHARS:
@@ -165,7 +165,7 @@ def _address(value: str | Address, field: str) -> str:
 
     local, _, domain = addr_spec.rpartition("@")
     if not local.isascii():
-        raise MessageBuildError(f"{field} has a non-ASCII local part, which needs SMTPUTF8; got {addr_spec[:80]!r}")
+        raise MessageBuildError(f"{field} has a non-ASCII local part, which needs SMTPUTF8, got {addr_spec[:80]!r}")
     if not domain.isascii():
         try:
             domain = domain.encode("idna").decode("ascii")
