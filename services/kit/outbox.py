@@ -327,15 +327,22 @@ class Outbox:
     ) -> None:
         """Relay (and, in a worker, sweep) until cancelled or `stop` is set, waking early after each commit.
 
+        The relay runs at every wake, the sweep at most once per `interval_s`. Under a steady
+        trickle of commits the loop wakes far more often than that. In a profile of the sending
+        benchmark, a sweep at every wake cost about as much as the relay, only to retire rows sooner.
+
         The owner sets `stop` before it cancels the task. A cancellation that a library swallows
         then still ends the loop at the next pass, instead of hanging the shutdown.
         """
         stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        swept_at = float("-inf")
         while not stop.is_set():
             try:
                 while await self.relay_pending(db, redis) == RELAY_BATCH_SIZE and not stop.is_set():
                     pass
-                if sweep and not stop.is_set():
+                if sweep and not stop.is_set() and loop.time() - swept_at >= interval_s:
+                    swept_at = loop.time()
                     await self.sweep_enqueued(db, redis)
             except asyncio.CancelledError:
                 raise

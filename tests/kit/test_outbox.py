@@ -1,5 +1,6 @@
 """The outbox: rows first, queue jobs second, and nothing lost when Redis loses a job."""
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -11,7 +12,7 @@ from sqlmodel import select
 from services.kit import clock
 from services.kit.app import open_queue
 from services.kit.db import Database
-from services.kit.outbox import CONSUME_EVENTS_JOB, JOB_BATCH_SIZE, Outbox
+from services.kit.outbox import CONSUME_EVENTS_JOB, JOB_BATCH_SIZE, Outbox, stop_task
 from services.kit.queue import ARQ_JOB_KEY_PREFIX, deserialize_job, job_id, queue_name
 from services.contacts.db import OutboxMessage
 from services.contacts.settings import ContactsSettings
@@ -230,5 +231,44 @@ async def test_sweep_deletes_rows_whose_job_finished(own: Environment) -> None:
         return "sequencer" not in [row.consumer for row in await _rows(db, event_id)]
 
     assert await eventually(sequencer_row_retired, timeout_s=30)
+    await db.dispose()
+    await redis.aclose()
+
+
+class _CountingOutbox(Outbox):
+    """An outbox that counts its sweeps."""
+
+    sweeps = 0
+
+    async def sweep_enqueued(self, db: Database, redis: ArqRedis) -> dict[str, int]:
+        self.sweeps += 1
+        return await super().sweep_enqueued(db, redis)
+
+
+async def test_sweep_runs_once_per_interval(own: Environment) -> None:
+    settings, db, redis, _ = await _setup(own)
+    outbox = _CountingOutbox(OutboxMessage, service="contacts", namespace=settings.namespace)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(outbox.run(db, redis, interval_s=1.5, sweep=True, stop=stop))
+
+    async def swept(times: int) -> bool:
+        return outbox.sweeps == times
+
+    assert await eventually(lambda: swept(1), timeout_s=5)
+
+    event_ids = [uuid.uuid4().hex for _ in range(8)]
+    for event_id in event_ids:
+        await _publish(db, outbox, event_id)
+        outbox.wake()
+
+        async def relayed(event_id: str = event_id) -> bool:
+            return {row.state for row in await _rows(db, event_id)} == {"enqueued"}
+
+        assert await eventually(relayed, timeout_s=5)
+    swept_while_waking = outbox.sweeps
+
+    assert await eventually(lambda: swept(swept_while_waking + 1), timeout_s=5)
+    await stop_task(loop, stop, name="relay")
+    assert swept_while_waking <= 2
     await db.dispose()
     await redis.aclose()

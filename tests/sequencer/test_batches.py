@@ -15,8 +15,11 @@ from services.sequencer.db import OutboxMessage
 from services.sequencer.enrolments.batch import GroupCommit
 from services.sequencer.enrolments.dispatch import batcher_of
 from services.sequencer.enrolments.models import Enrolment, StepRun
+from services.sequencer.enrolments.runner import enrolments_with_versions
 from services.sequencer.enrolments.runtime import Runtime
+from services.sequencer.enrolments.service import Move, ScheduledRun, advance_many
 from services.sequencer.sending.models import SentMessage
+from services.sequencer.sequences.store import definition_of
 from tests.sequencer.support import Sink, deliver, drive, snapshot
 from tests.sequencer.test_consent_check import route_contacts
 
@@ -100,6 +103,9 @@ async def test_batch_uses_few_statements_per_email(api: Apps, runtime: Runtime, 
     assert sum(len(sink.handler.to(address)) for address in addresses.values()) == 40
     # One by one, a wait and its email took about 36 statements; a batch shares most of them.
     assert len(statements) / 40 < 9, len(statements)
+    # The emails that follow the waits are scheduled together, not with an INSERT each.
+    scheduled = [statement for statement in statements if statement.lstrip().upper().startswith("INSERT INTO STEP_RUN")]
+    assert 1 <= len(scheduled) <= 3, len(scheduled)
 
 
 async def test_steps_a_batch_cannot_run_end_as_alone(api: Apps, runtime: Runtime, sink: Sink) -> None:
@@ -233,3 +239,34 @@ async def test_stopping_worker_releases_claims_of_running_batches(api: Apps, run
     for address in addresses.values():
         recorded = [stored.message_id for stored in messages if stored.recipient == address]
         assert [message["Message-ID"] for message in sink.handler.to(address)] == recorded
+
+
+async def test_advance_many_schedules_once(api: Apps, runtime: Runtime, sink: Sink) -> None:
+    _, client = api
+    clock.freeze(START)
+    sequence_id = await wait_then_email(client)
+    await enrol_new(runtime, client, sequence_id, 3)
+
+    async def advance_all() -> list[ScheduledRun | None]:
+        async with runtime.db.session() as session:
+            rows = (await session.exec(enrolments_with_versions().where(col(Enrolment.sequence_id) == sequence_id))).all()
+            moves = [
+                Move(enrolment, definition_of(version), None, definition_of(version).steps[0].id, START + timedelta(hours=1))
+                for enrolment, _, version in rows
+            ]
+            answers = await advance_many(session, moves)
+            await session.commit()
+        return answers
+
+    first, second = await advance_all(), await advance_all()
+
+    assert len(first) == 3
+    assert None not in first
+    assert {answer.due_at for answer in first if answer is not None} == {START + timedelta(hours=1)}
+    # A worker that advances the same enrolments a moment later finds their step runs there and schedules nothing.
+    assert second == [None, None, None]
+    async with runtime.db.session() as session:
+        runs = (await session.exec(select(StepRun).join(Enrolment).where(col(Enrolment.sequence_id) == sequence_id))).all()
+        enrolments = (await session.exec(select(Enrolment).where(col(Enrolment.sequence_id) == sequence_id))).all()
+    assert sorted(run.kind for run in runs) == ["email"] * 3 + ["wait"] * 3
+    assert {enrolment.current_step_id for enrolment in enrolments} == {run.step_id for run in runs if run.kind == "email"}

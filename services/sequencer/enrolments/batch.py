@@ -49,7 +49,7 @@ from services.sequencer.enrolments.runner import (
     release_claim,
 )
 from services.sequencer.enrolments.runtime import Runtime
-from services.sequencer.enrolments.service import advance, goal_met
+from services.sequencer.enrolments.service import Move, advance_many, goal_met
 from services.sequencer.enrolments.wakeups import attach_queue, cancel_wakeup
 from services.sequencer.facts.models import ContactFact
 from services.sequencer.facts.service import blocking_consent
@@ -222,13 +222,15 @@ async def _lock_facts(session: AsyncSession, contact_ids: list[str]) -> dict[str
 async def _end_waits(session: AsyncSession, waits: list[_Due], now: datetime, result: BatchResult) -> None:
     """Close the waits with one statement, then schedule the step after each."""
     closed = await _close_runs(session, [item.run for item in waits], "done", "waited", now)
+    ended: list[_Due] = []
     for item in waits:
         run_id = item.run.id or 0
-        if run_id not in closed:
-            result.outcomes[run_id] = "finished"
-            continue
-        result.outcomes[run_id] = "waited"
-        following = await advance(session, item.enrolment, item.definition, item.fact, after=item.run.step_id, start=item.run.due_at)
+        result.outcomes[run_id] = "waited" if run_id in closed else "finished"
+        if run_id in closed:
+            ended.append(item)
+
+    moves = [Move(item.enrolment, item.definition, item.fact, item.run.step_id, item.run.due_at) for item in ended]
+    for following in await advance_many(session, moves):
         if following is not None and following.due_at <= now:
             cancel_wakeup(session, following.id)
             result.chained.append(following.id)
@@ -625,9 +627,12 @@ async def _write_outcomes(runtime: Runtime, items: list[tuple[Delivery, SendResu
             log.info("message.outcome", message_id=delivery.message_id, outcome=answers[-1], reply=result.reply[:120])
 
         closed = await _close_runs(session, [run for run, _, _, _ in accepted], "done", "sent", now)
-        for run, enrolment, definition, fact in accepted:
-            if run.id in closed and enrolment.state == "active":
-                await advance(session, enrolment, definition, fact, after=run.step_id, start=run.due_at)
+        moves = [
+            Move(enrolment, definition, fact, run.step_id, run.due_at)
+            for run, enrolment, definition, fact in accepted
+            if run.id in closed and enrolment.state == "active"
+        ]
+        await advance_many(session, moves)
         await session.commit()
     return answers
 

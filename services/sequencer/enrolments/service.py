@@ -8,8 +8,10 @@ late worker does not shift the rest of the sequence.
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -17,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.kit.consumer import BATCH_CACHE
 from services.kit.logging import get_logger
 from services.kit.problems import Conflict
-from services.sequencer.dbutil import insert_ignoring_conflict
+from services.sequencer.dbutil import dialect_of, insert_ignoring_conflict
 from services.sequencer.engagement.queries import human_actions_by_step
 from services.sequencer.enrolments.models import Enrolment, StepRun
 from services.sequencer.enrolments.wakeups import Wakeup, wake_after_commit
@@ -30,10 +32,25 @@ from services.sequencer.sequences import SequenceDefinition, Step, evaluate_bran
 from services.sequencer.sequences.models import Sequence
 from services.sequencer.sequences.schema import EventGoal
 
+# Step runs in one INSERT of `advance_many`: eight values each stay well under SQLite's limit on bound values.
+SCHEDULE_CHUNK = 500
+Item = TypeVar("Item")
+
 # Key of the batch's active enrolments in a consumer batch's cache.
 _ENROLMENTS = "active_enrolments"
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Move:
+    """An enrolment to move past `after` (to its first step when None), its next step starting at `start`."""
+
+    enrolment: Enrolment
+    definition: SequenceDefinition
+    fact: ContactFact | None
+    after: str | None
+    start: datetime
 
 
 @dataclass(frozen=True)
@@ -196,40 +213,88 @@ async def _schedule(
     step: Step,
     start: datetime,
 ) -> ScheduledRun | None:
-    assert step.id is not None
-    zone = resolve_zone(fact.timezone if fact is not None else None, definition.timezone)
-    if step.wait is not None:
-        due = wait_ends_at(step.wait, start, zone)
-    else:
-        assert step.email is not None
-        try:
-            due = earliest_send_at(start, zone, send_window=step.email.send_window, quiet_hours=definition.quiet_hours)
-        except NoSendTimeError as error:
-            log.error("enrolment.no_send_time", enrolment_id=enrolment.id, step_id=step.id, error=str(error))
-            _finish(enrolment, "exited", "no_send_time", start)
-            return None
-
-    step_run_id = await insert_ignoring_conflict(
-        session,
-        StepRun,
-        {
-            "enrolment_id": enrolment.id,
-            "step_id": step.id,
-            "kind": step.kind,
-            "state": "scheduled",
-            "started_at": start,
-            "due_at": due,
-            "wake_revision": 0,
-            "created_at": start,
-        },
-        returning=StepRun.id,
-    )
+    due = _due_at(enrolment, definition, fact, step, start)
+    if due is None:
+        return None
+    step_run_id = await insert_ignoring_conflict(session, StepRun, _scheduled_row(enrolment, step, start, due), returning=StepRun.id)
     if step_run_id is None:
         return None
+    return _scheduled(session, enrolment, step, start, ScheduledRun(step_run_id, due))
+
+
+async def advance_many(session: AsyncSession, moves: list[Move]) -> list[ScheduledRun | None]:
+    """Run `advance` for many enrolments, inserting their next step runs with one statement.
+
+    A move whose next step is a branch is advanced alone, because the branch reads the enrolment's
+    engagement first. Returns the scheduled runs in the order of `moves`, None where none was scheduled.
+    """
+    answers: list[ScheduledRun | None] = [None] * len(moves)
+    rows: dict[tuple[str, str], tuple[int, Step, datetime, datetime]] = {}
+    for index, move in enumerate(moves):
+        step = first_step(move.definition) if move.after is None else next_step(move.definition, move.after)
+        if step is not None and step.branch is not None:
+            answers[index] = await advance(session, move.enrolment, move.definition, move.fact, after=move.after, start=move.start)
+            continue
+        if step is None:
+            _finish(move.enrolment, "completed", None, move.start)
+            log.info("enrolment.completed", enrolment_id=move.enrolment.id)
+            continue
+        due = _due_at(move.enrolment, move.definition, move.fact, step, move.start)
+        if due is not None:
+            assert step.id is not None
+            rows[(move.enrolment.id, step.id)] = (index, step, move.start, due)
+
+    for chunk in _chunks(list(rows.items()), SCHEDULE_CHUNK):
+        insert = postgresql.insert if dialect_of(session) == "postgresql" else sqlite.insert
+        statement = (
+            insert(StepRun)
+            .values([_scheduled_row(moves[index].enrolment, step, start, due) for _, (index, step, start, due) in chunk])
+            .on_conflict_do_nothing()
+            .returning(col(StepRun.id), col(StepRun.enrolment_id), col(StepRun.step_id))
+        )
+        for step_run_id, enrolment_id, step_id in (await session.exec(statement)).all():  # type: ignore[call-overload]
+            index, step, start, due = rows[(enrolment_id, step_id)]
+            answers[index] = _scheduled(session, moves[index].enrolment, step, start, ScheduledRun(step_run_id, due))
+    return answers
+
+
+def _due_at(enrolment: Enrolment, definition: SequenceDefinition, fact: ContactFact | None, step: Step, start: datetime) -> datetime | None:
+    """Return when `step` falls due after `start`, or None when an email step can never go out, which exits the enrolment."""
+    zone = resolve_zone(fact.timezone if fact is not None else None, definition.timezone)
+    if step.wait is not None:
+        return wait_ends_at(step.wait, start, zone)
+    assert step.email is not None
+    try:
+        return earliest_send_at(start, zone, send_window=step.email.send_window, quiet_hours=definition.quiet_hours)
+    except NoSendTimeError as error:
+        log.error("enrolment.no_send_time", enrolment_id=enrolment.id, step_id=step.id, error=str(error))
+        _finish(enrolment, "exited", "no_send_time", start)
+        return None
+
+
+def _scheduled_row(enrolment: Enrolment, step: Step, start: datetime, due: datetime) -> dict[str, Any]:
+    return {
+        "enrolment_id": enrolment.id,
+        "step_id": step.id,
+        "kind": step.kind,
+        "state": "scheduled",
+        "started_at": start,
+        "due_at": due,
+        "wake_revision": 0,
+        "created_at": start,
+    }
+
+
+def _scheduled(session: AsyncSession, enrolment: Enrolment, step: Step, start: datetime, run: ScheduledRun) -> ScheduledRun:
+    """Point the enrolment at its new step run, whose wake-up job is enqueued after the commit."""
     enrolment.current_step_id = step.id
     enrolment.updated_at = start
-    wake_after_commit(session, Wakeup(step_run_id, 0, due))
-    return ScheduledRun(step_run_id, due)
+    wake_after_commit(session, Wakeup(run.id, 0, run.due_at))
+    return run
+
+
+def _chunks(items: list[Item], size: int) -> list[list[Item]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _finish(enrolment: Enrolment, state: str, reason: str | None, at: datetime) -> None:
