@@ -132,6 +132,17 @@ class Plan:
     history_window: timedelta
 
 
+def _named_event_types(rule_set: RuleSet) -> frozenset[str]:
+    """Return the event types that the engagement rules and pattern steps name."""
+    types: set[str] = set()
+    for rule in rule_set.rules:
+        if isinstance(rule, EngagementRule):
+            types.add(rule.event)
+        elif isinstance(rule, PatternRule):
+            types.update(step.event for step in rule.steps)
+    return frozenset(types)
+
+
 class CompiledRuleSet:
     """A rule set ready to evaluate: the validated model and one engine per program.
 
@@ -145,6 +156,7 @@ class CompiledRuleSet:
         self.plan = plan
         self.fit_engine: RulesEngine | None = _engine_for(plan.fit)
         self.event_engine: RulesEngine | None = _engine_for(plan.events)
+        self.event_types = _named_event_types(rule_set)
 
     @property
     def history_window(self) -> timedelta:

@@ -87,7 +87,9 @@ def match_event(
     _check_contact(contact)
     current = parse_event(event, "event")
     program = compiled.plan.events
-    if compiled.event_engine is None:
+    # Every engagement rule and pattern step names its event type, and the current event must be
+    # one of them, so an event of another type matches nothing and skips the engine.
+    if compiled.event_engine is None or current.type not in compiled.event_types:
         return []
 
     records = {CURRENT_FACT_ID: current}

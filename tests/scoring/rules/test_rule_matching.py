@@ -190,6 +190,13 @@ class TestPatternRules:
 
         assert rules_for(reference, event("o1", "email_opened", days=2), recent) == ["email-open"]
 
+    def test_unnamed_event_type_matches_nothing(self, reference: CompiledRuleSet) -> None:
+        recent = [click("c1", 0), pricing("p1", 1)]
+
+        assert "email_sent" not in reference.event_types
+        assert {"page_view", "email_clicked", "email_opened"} <= reference.event_types
+        assert rules_for(reference, event("s1", "email_sent", days=1.5, url="https://acme.example/pricing"), recent) == []
+
     def test_recent_events_repeats_and_current_ignored(self, reference: CompiledRuleSet) -> None:
         current = pricing("p1", 3)
         recent = [click("c1", 0), click("c1", 0), current, pricing("p1", 3)]
