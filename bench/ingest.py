@@ -12,15 +12,13 @@ the report shows which process an event costs most, in milliseconds of CPU per e
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from bench.context import RunContext
+from bench.cpu import cpu_ms_per_item, service_cpu
 from bench.floor import ingest_floor
-from bench.memory import INFRASTRUCTURE
 from bench.results import Figure, Target, percentile
 from bench.workload import batches, page_views, post_batch, scored_count, scored_times
 from services.kit import clock
@@ -50,18 +48,6 @@ async def post_all(ctx: RunContext, parts: list[list[dict[str, Any]]], accepted:
     await asyncio.gather(*(sender() for _ in range(IN_FLIGHT)))
 
 
-def cpu_seconds(pid: int) -> float:
-    """Return the CPU time a process has used so far, user and system, in seconds (Linux only)."""
-    # The command name may hold spaces, so the split starts after its closing parenthesis.
-    # utime and stime are the 14th and 15th fields of the whole line.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _service_cpu(ctx: RunContext) -> dict[str, float]:
-    return {name: cpu_seconds(pid) for name, pid in ctx.stack.processes().items() if name not in INFRASTRUCTURE}
-
-
 async def throughput(ctx: RunContext, prefix: str, label: str, cpu_ms: dict[str, float] | None = None) -> float:
     """Post `ingest_events` events and return events per second, from the first post to the last score.
 
@@ -71,16 +57,13 @@ async def throughput(ctx: RunContext, prefix: str, label: str, cpu_ms: dict[str,
     events = page_views(prefix, contacts)
     task = ctx.task(f"{label}: events scored", len(events))
     accepted: dict[str, datetime] = {}
-    cpu_before = _service_cpu(ctx)
+    cpu_before = service_cpu(ctx)
     started = datetime.now(UTC)
     await post_all(ctx, batches(events, ctx.scale.batch_size), accepted)
     await ctx.wait_for(lambda: scored_count(ctx.scoring, prefix), len(events), task, what=label)
 
-    cpu_after = _service_cpu(ctx)
     if cpu_ms is not None:
-        for name, before in cpu_before.items():
-            if name in cpu_after:
-                cpu_ms[name] = 1000 * (cpu_after[name] - before) / len(events)
+        cpu_ms.update(cpu_ms_per_item(cpu_before, service_cpu(ctx), len(events)))
     last = max((await scored_times(ctx.scoring, prefix)).values())
     elapsed = (last - clock.offset() - started).total_seconds()
     return len(events) / elapsed

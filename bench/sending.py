@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.context import RunContext
+from bench.cpu import cpu_ms_per_item, service_cpu
 from bench.floor import send_floor
 from bench.results import Figure, Target, percentile
 from bench.workload import TEMPLATE, email_of, sent_count, sent_messages
@@ -95,9 +96,11 @@ async def run_sending(ctx: RunContext, template_id: str, first_contact: int, lab
 
     before = sink_files(ctx.stack.mail_dir)
     due = start + timedelta(minutes=1)
+    cpu_before = service_cpu(ctx)
     clock.travel_to(due - RELEASE_LEAD)
     task = ctx.task(f"{label}: emails sent", count)
     await ctx.wait_for(lambda: sent_count(ctx.sequencer, sequence_id), count, task, what=label)
+    cpu_ms = cpu_ms_per_item(cpu_before, service_cpu(ctx), count)
 
     messages = await sent_messages(ctx.sequencer, sequence_id)
     last = max(message.sent_at for message in messages if message.sent_at is not None)
@@ -115,6 +118,11 @@ async def run_sending(ctx: RunContext, template_id: str, first_contact: int, lab
         ratio_target=Target(0.5, True, "≥ ½ of the bare loop"),
         note=f"{count:,} personalised emails due at one instant; the floor sends the same {len(envelopes):,} messages",
     ))
+    for name, value in sorted(cpu_ms.items(), key=lambda item: -item[1]):
+        ctx.report.add(Figure(
+            "sending", f"{name} CPU per email", value, "ms",
+            note="CPU time of the process from the release of the clock to the last email sent, divided by the emails",
+        ))
     return rate
 
 

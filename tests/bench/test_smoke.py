@@ -51,6 +51,8 @@ def test_tiny_run_reports_every_scenario(tmp_path: Path) -> None:
     for process in PROCESSES:
         assert ("memory", f"{process} peak RSS") in figures
         assert ("memory", f"{process}-worker peak RSS") in figures
+        assert ("ingest", f"{process}-worker CPU per event") in figures
+        assert ("sending", f"{process}-worker CPU per email") in figures
     for key in (("ingest", "throughput, accepted to scored"), ("sending", "emails sent, due to accepted by the sink")):
         value, floor, ratio = figures[key][2], figures[key][4], figures[key][5]
         assert re.fullmatch(r"[\d,.]+", value), f"{key}: value {value!r}"

@@ -11,15 +11,18 @@ from sqlalchemy import event
 from sqlmodel import col, select
 
 from services.kit import clock
+from services.kit.db import Database
 from services.sequencer.db import OutboxMessage
 from services.sequencer.enrolments.batch import GroupCommit
 from services.sequencer.enrolments.dispatch import batcher_of
 from services.sequencer.enrolments.models import Enrolment, StepRun
 from services.sequencer.enrolments.runner import enrolments_with_versions
-from services.sequencer.enrolments.runtime import Runtime
+from services.sequencer.enrolments.runtime import Runtime, build_runtime
 from services.sequencer.enrolments.service import Move, ScheduledRun, advance_many
+from services.sequencer.enrolments.tasks import sweep_due_steps
 from services.sequencer.sending.models import SentMessage
 from services.sequencer.sequences.store import definition_of
+from tests.sequencer.conftest import Isolated
 from tests.sequencer.support import Sink, deliver, drive, snapshot
 from tests.sequencer.test_consent_check import route_contacts
 
@@ -270,3 +273,35 @@ async def test_advance_many_schedules_once(api: Apps, runtime: Runtime, sink: Si
         enrolments = (await session.exec(select(Enrolment).where(col(Enrolment.sequence_id) == sequence_id))).all()
     assert sorted(run.kind for run in runs) == ["email"] * 3 + ["wait"] * 3
     assert {enrolment.current_step_id for enrolment in enrolments} == {run.step_id for run in runs if run.kind == "email"}
+
+
+async def test_sweep_overlaps_batches_once_each(api: Apps, isolated: Isolated, sink: Sink) -> None:
+    _, client = api
+    settings = isolated.settings(smtp_port=sink.port, sweep_batch_size=4)
+    db = Database(settings.database_url)
+    runtime = build_runtime(settings, db=db)
+    clock.freeze(START)
+    sequence_id = await wait_then_email(client)
+    addresses = await enrol_new(runtime, client, sequence_id, 11)
+    in_flight: list[int] = []
+    original_run = batcher_of(runtime).run
+
+    async def run_counting(step_run_id: int) -> str:
+        in_flight.append(len(runtime.running))
+        return await original_run(step_run_id)
+
+    batcher_of(runtime).run = run_counting  # type: ignore[method-assign]
+    try:
+        clock.freeze(START + timedelta(hours=1))
+        await sweep_due_steps({"runtime": runtime})
+    finally:
+        await runtime.close()
+        await db.dispose()
+
+    for contact_id, address in addresses.items():
+        assert len(sink.handler.to(address)) == 1, contact_id
+    async with Database(settings.database_url).session() as session:
+        states = (await session.exec(select(Enrolment.state).where(Enrolment.sequence_id == sequence_id))).all()
+    assert set(states) == {"completed"}
+    # A batch was read while the one before it was still running.
+    assert max(in_flight) > 0

@@ -107,7 +107,7 @@ async def run_batch(runtime: Runtime, step_run_ids: list[int]) -> BatchResult:
         return BatchResult(alone=list(step_run_ids))
 
     if deliveries:
-        groups = _Groups(runtime)
+        groups = _groups_of(runtime)
         outcomes = await asyncio.gather(*(_deliver(runtime, groups, delivery) for delivery in deliveries))
         for delivery, outcome in zip(deliveries, outcomes, strict=True):
             result.outcomes[delivery.step_run_id] = outcome
@@ -529,11 +529,21 @@ class GroupCommit(Generic[Item, Answer]):
 
 
 class _Groups:
-    """The group commits of one batch: hand-overs before the final dot, and outcomes after the reply."""
+    """The group commits of a process's batches: hand-overs before the final dot, and outcomes after the reply.
+
+    The batches running at once share them, so their emails make larger transactions instead of more.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.hand_overs: GroupCommit[int, bool] = GroupCommit(lambda ids: _hand_over(runtime, ids))
         self.outcomes: GroupCommit[tuple[Delivery, SendResult], str] = GroupCommit(lambda items: _record_outcomes(runtime, items))
+
+
+def _groups_of(runtime: Runtime) -> _Groups:
+    if runtime.groups is None:
+        runtime.groups = _Groups(runtime)
+    assert isinstance(runtime.groups, _Groups)
+    return runtime.groups
 
 
 async def _hand_over(runtime: Runtime, message_row_ids: list[int]) -> list[bool]:

@@ -87,6 +87,8 @@ class Runtime:
     contacts_breaker: Breaker = field(default_factory=lambda: Breaker(10.0))
     # The process's `dispatch.StepBatcher`, created on first use.
     batcher: object | None = None
+    # The group commits of `batch` that every batch of the process shares, created on first use.
+    groups: object | None = None
 
     def writing(self) -> AbstractAsyncContextManager[object]:
         """Serialise this process's step transactions on SQLite, which has one writer at a time.

@@ -8,15 +8,18 @@ step at the same time.
 """
 
 import asyncio
+from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
 from arq.worker import Function, func
-from sqlalchemy import and_
+from sqlalchemy import and_, literal, tuple_
 from sqlmodel import col, select
 
 from services.kit import clock
+from services.kit.db import UTCDateTime
 from services.kit.logging import get_logger
-from services.sequencer.enrolments.dispatch import batcher_of
+from services.sequencer.enrolments.dispatch import CONCURRENT_BATCHES, batcher_of
 from services.sequencer.enrolments.models import Enrolment, StepRun
 from services.sequencer.enrolments.runtime import Runtime, beat
 from services.sequencer.enrolments.wakeups import RUN_STEP_JOB
@@ -36,23 +39,35 @@ def run_step_function() -> Function:
     return func(run_step_job, name=RUN_STEP_JOB, max_tries=1, keep_result=3600, timeout=120)
 
 
-async def due_step_runs(runtime: Runtime, limit: int) -> list[int]:
-    """Return the ids of scheduled step runs of active sequences that are due, earliest first."""
+async def due_step_runs(
+    runtime: Runtime, limit: int, *, after: tuple[datetime, int] | None = None, skip: Collection[int] = ()
+) -> list[tuple[int, datetime]]:
+    """Return the id and due time of scheduled step runs of active sequences that are due, earliest first.
+
+    With `after`, it returns only the step runs after that (due time, id) pair in this order, and none in `skip`.
+    """
     query = (
-        select(StepRun.id)
+        select(StepRun.id, StepRun.due_at)
         .join(Enrolment, col(Enrolment.id) == col(StepRun.enrolment_id))
         .join(Sequence, and_(col(Sequence.id) == col(Enrolment.sequence_id), col(Sequence.status) == "active"))
         .where(col(StepRun.state) == "scheduled", col(StepRun.due_at) <= clock.now())
         .order_by(col(StepRun.due_at), col(StepRun.id))
-        .limit(limit)
+        .limit(limit + len(skip))
     )
+    if after is not None:
+        query = query.where(tuple_(col(StepRun.due_at), col(StepRun.id)) > tuple_(literal(after[0], UTCDateTime()), literal(after[1])))
     async with runtime.db.session() as session:
-        return [row for row in (await session.exec(query)).all() if row is not None]
+        rows = (await session.exec(query)).all()  # type: ignore[call-overload]
+    return [(step_run_id, due_at) for step_run_id, due_at in rows if step_run_id not in skip][:limit]
 
 
 async def sweep_once(runtime: Runtime) -> dict[str, int]:
     """Run every due step run of one batch; return how many ended each way."""
-    ids = await due_step_runs(runtime, runtime.settings.sweep_batch_size)
+    due = await due_step_runs(runtime, runtime.settings.sweep_batch_size)
+    return await _run_all(runtime, [step_run_id for step_run_id, _ in due])
+
+
+async def _run_all(runtime: Runtime, ids: list[int]) -> dict[str, int]:
     batcher = batcher_of(runtime)
     outcomes = await asyncio.gather(*(batcher.run(step_run_id) for step_run_id in ids))
     counts: dict[str, int] = {}
@@ -64,15 +79,45 @@ async def sweep_once(runtime: Runtime) -> dict[str, int]:
 
 
 async def sweep_due_steps(ctx: Context) -> None:
-    """Periodic task: run the due step runs, batch after batch while whole batches are due."""
+    """Periodic task: run the due step runs, batch after batch while whole batches are due.
+
+    The next batch is read while the one before it still sends, up to `CONCURRENT_BATCHES` at once.
+    Waiting for each batch to finish first left the SMTP connections idle while the next one was
+    claimed and rendered: about a third of the time in the sending benchmark, where 1,000 emails fall due at once.
+    """
     runtime: Runtime = ctx["runtime"]
-    while True:
-        counts = await sweep_once(runtime)
-        ran = sum(counts.values())
-        # Steps another worker is sending stay due until it finishes; they do not make a new batch.
-        progressed = ran - counts.get("in_flight", 0) - counts.get("busy", 0) - counts.get("paused", 0)
-        if ran < runtime.settings.sweep_batch_size or progressed == 0:
-            return
+    size = runtime.settings.sweep_batch_size
+    last: tuple[datetime, int] | None = None
+    running: set[asyncio.Task[dict[str, int]]] = set()
+    try:
+        while True:
+            # The batches still running are left out by their place in the order, and the steps they
+            # chained (the email after a wait) by `runtime.running`.
+            due = await due_step_runs(runtime, size, after=last, skip=runtime.running)
+            if due:
+                last = (due[-1][1], due[-1][0])
+                running.add(asyncio.create_task(_run_all(runtime, [step_run_id for step_run_id, _ in due])))
+            if len(due) < size:
+                break
+
+            if len(running) >= CONCURRENT_BATCHES:
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                # Steps that another worker is sending stay due until it finishes, so they do not make a new batch.
+                if not any(_progressed(task) for task in done):
+                    break
+    except BaseException:
+        for task in running:
+            task.cancel()
+        raise
+    await asyncio.gather(*running)
+
+
+def _progressed(task: "asyncio.Task[dict[str, int]]") -> bool:
+    """Return whether a finished sweep batch ended any step run, rather than finding them all taken."""
+    if task.cancelled() or task.exception() is not None:
+        return False
+    counts = task.result()
+    return sum(counts.values()) > counts.get("in_flight", 0) + counts.get("busy", 0) + counts.get("paused", 0)
 
 
 async def heartbeat(ctx: Context) -> None:
