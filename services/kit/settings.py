@@ -65,6 +65,9 @@ class ServiceSettings(BaseSettings):
 
     # How often the worker sweeps for unpublished outbox rows and due work whose job is missing.
     sweep_interval_ms: int = Field(500, validation_alias=_shared("NURTURE_SWEEP_INTERVAL_MS"))
+    # The shortest time between two relay passes of a worker. A worker's commits come in streams (a
+    # consumer's batches, a sequence's sends), and each pass sends one job per consumer.
+    relay_linger_ms: int = Field(100, ge=0, le=5000, validation_alias=_shared("NURTURE_RELAY_LINGER_MS"))
     http_timeout_s: float = Field(10.0, validation_alias=_shared("NURTURE_HTTP_TIMEOUT_S"))
 
     def model_post_init(self, __context: object) -> None:

@@ -65,7 +65,9 @@ def build_worker_settings(
         if outbox is not None:
             outbox.listen_for_commits()
             tasks["outbox.relay"] = asyncio.create_task(
-                outbox.run(ctx["db"], ctx["redis"], interval_s=interval_s, sweep=True, stop=stop)
+                outbox.run(
+                    ctx["db"], ctx["redis"], interval_s=interval_s, sweep=True, stop=stop, linger_s=settings.relay_linger_ms / 1000
+                )
             )
         for task in periodic:
             tasks[task.__name__] = asyncio.create_task(_repeat(task.__name__, task, ctx, interval_s, stop))

@@ -272,3 +272,32 @@ async def test_sweep_runs_once_per_interval(own: Environment) -> None:
     assert swept_while_waking <= 2
     await db.dispose()
     await redis.aclose()
+
+
+async def test_linger_joins_commits_into_one_job(own: Environment) -> None:
+    settings, db, redis, _ = await _setup(own)
+    outbox = _outbox(settings)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(outbox.run(db, redis, interval_s=5, sweep=False, stop=stop, linger_s=0.6))
+    first, *following = [uuid.uuid4().hex for _ in range(5)]
+
+    async def job_of(event_id: str) -> str | None:
+        rows = {row.consumer: row for row in await _rows(db, event_id)}
+        return rows["scoring"].job_id if "scoring" in rows else None
+
+    await _publish(db, outbox, first)
+    outbox.wake()
+    assert await eventually(lambda: job_of(first), timeout_s=5)
+    for event_id in following:
+        await _publish(db, outbox, event_id)
+        outbox.wake()
+    assert await eventually(lambda: job_of(following[-1]), timeout_s=5)
+    await stop_task(loop, stop, name="relay")
+
+    # The first commit after a quiet moment went out alone, at once. The next four came within the
+    # linger and went out together.
+    assert await job_of(first) == job_id(settings.namespace, "evts", "scoring", first, first, "1")
+    jobs = {await job_of(event_id) for event_id in following}
+    assert jobs == {job_id(settings.namespace, "evts", "scoring", following[0], following[-1], "4")}
+    await db.dispose()
+    await redis.aclose()
