@@ -549,8 +549,8 @@ def _groups_of(runtime: Runtime) -> _Groups:
 async def _hand_over(runtime: Runtime, message_row_ids: list[int]) -> list[bool]:
     """Record that the server may hold these messages from now on, and return False for each lost claim.
 
-    The hand-over is one statement, so it runs in autocommit mode: committed when it returns, without
-    the two round trips of BEGIN and COMMIT that each group of final dots would wait for.
+    The hand-over is one statement, so it runs in autocommit mode. It is committed when it returns,
+    and each group of final dots no longer waits for the round trips of BEGIN and COMMIT.
     """
     statement = (
         update(SentMessage)
