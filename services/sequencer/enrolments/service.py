@@ -32,7 +32,8 @@ from services.sequencer.sequences import SequenceDefinition, Step, evaluate_bran
 from services.sequencer.sequences.models import Sequence
 from services.sequencer.sequences.schema import EventGoal
 
-# Step runs in one INSERT of `advance_many`: eight values each stay well under SQLite's limit on bound values.
+# Step runs in one INSERT of `advance_many`: 500 rows of eight values are 4,000 bound values, under
+# SQLite's default limit of 32,766 since version 3.32.
 SCHEDULE_CHUNK = 500
 Item = TypeVar("Item")
 

@@ -93,7 +93,7 @@ async def sweep_due_steps(ctx: Context) -> None:
         while True:
             # The batches still running are left out by their place in the order, and the steps they
             # chained (the email after a wait) by `runtime.running`.
-            due = await due_step_runs(runtime, size, after=last, skip=runtime.running)
+            due = await due_step_runs(runtime, size, after=last, skip=set(runtime.running))
             if due:
                 last = (due[-1][1], due[-1][0])
                 running.add(asyncio.create_task(_run_all(runtime, [step_run_id for step_run_id, _ in due])))
