@@ -87,13 +87,16 @@ def match_event(
     _check_contact(contact)
     current = parse_event(event, "event")
     program = compiled.plan.events
-    # Every engagement rule and pattern step names its event type, and the current event must be
-    # one of them, so an event of another type matches nothing and skips the engine.
-    if compiled.event_engine is None or current.type not in compiled.event_types:
+    if compiled.event_engine is None:
         return []
 
     records = {CURRENT_FACT_ID: current}
     records.update(_history(compiled, current, recent_events))
+    # Every engagement rule and pattern step names its event type, and the current event must be
+    # one of them, so an event of another type matches nothing and skips the engine. The check comes
+    # after `_history`, which rejects malformed `recent_events` whatever the type.
+    if current.type not in compiled.event_types:
+        return []
     facts = [
         event_fact(program.event_layout, record, fact_id=fact_id, current=fact_id == CURRENT_FACT_ID)
         for fact_id, record in records.items()

@@ -114,7 +114,11 @@ async def sweep_due_steps(ctx: Context) -> None:
 
 def _progressed(task: "asyncio.Task[dict[str, int]]") -> bool:
     """Return whether a finished sweep batch ended any step run, rather than finding them all taken."""
-    if task.cancelled() or task.exception() is not None:
+    if task.cancelled():
+        return False
+    error = task.exception()
+    if error is not None:
+        log.error("sweep.batch_failed", error=repr(error))
         return False
     counts = task.result()
     return sum(counts.values()) > counts.get("in_flight", 0) + counts.get("busy", 0) + counts.get("paused", 0)

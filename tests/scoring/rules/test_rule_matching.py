@@ -289,6 +289,12 @@ class TestInputErrors:
 
         assert raised.value.field == field
 
+    def test_bad_recent_events_rejected_for_unscored_type(self, reference: CompiledRuleSet) -> None:
+        with pytest.raises(ScoringInputError) as raised:
+            match_event(reference, contact=contact(), event=event("s1", "email_sent", days=1), recent_events="not a list")  # type: ignore[arg-type]
+
+        assert raised.value.field == "recent_events"
+
     def test_bad_recent_event_names_index(self, reference: CompiledRuleSet) -> None:
         recent = [click("c1", 0), {"id": "c2", "type": "email_clicked", "occurred_at": "2024-06-03T09:00:00"}]
 
