@@ -21,14 +21,13 @@ from typing import Any, NoReturn
 
 from arq import Retry
 from arq.worker import Function, func
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
 from services.kit.contracts import EventEnvelope
 from services.kit.correlation import correlation_id_var
-from services.kit.db import Database
+from services.kit.db import Database, insert_new
 from services.kit.logging import get_logger
 from services.kit.outbox import CONSUME_EVENT_JOB, CONSUME_EVENTS_JOB, ProcessedEventColumns
 
@@ -158,14 +157,8 @@ class EventConsumer:
         rows = {
             envelope.id: {"event_id": envelope.id, "topic": envelope.topic, "processed_at": now} for envelope in envelopes
         }
-        dialect = postgresql if session.bind is not None and session.bind.dialect.name == "postgresql" else sqlite
-        statement = (
-            dialect.insert(table)
-            .values([rows[event_id] for event_id in sorted(rows)])
-            .on_conflict_do_nothing()
-            .returning(table.c.event_id)
-        )
-        return set((await session.exec(statement)).scalars())  # type: ignore[call-overload]
+        inserted = await insert_new(session, table, [rows[event_id] for event_id in sorted(rows)], table.c.event_id)
+        return {event_id for (event_id,) in inserted}
 
     def function(self) -> Function:
         """Return the arq job function `consume_event`, for single events."""

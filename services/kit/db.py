@@ -6,12 +6,13 @@ PostgreSQL runs through asyncpg; SQLite (the embedded default) through aiosqlite
 busy timeout because a service's API process and its worker write to the same file.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, event, text
+from sqlalchemy import ColumnElement, DateTime, MetaData, Row, Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import registry
@@ -116,3 +117,18 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def insert_new(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], *returning: ColumnElement[Any]) -> Sequence[Row[Any]]:
+    """Insert the rows whose keys are new, skip the others, and return `returning` of each row inserted.
+
+    The rows go as one executemany of a statement compiled once. SQLAlchemy packs them into
+    multi-row INSERTs itself. A statement built with `.values(rows)` is compiled anew for every
+    batch, which cost six times the CPU per row in a measurement with a table of three columns.
+    """
+    if not rows:
+        return []
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).on_conflict_do_nothing().returning(*returning)
+    result = await session.exec(statement, params=list(rows))
+    return result.all()

@@ -6,7 +6,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.kit.db import service_base
+from services.kit.db import insert_new, service_base
 from services.kit.outbox import OutboxColumns, ProcessedEventColumns
 
 ScoringBase = service_base("scoring")
@@ -29,10 +29,9 @@ def dialect_name(session: AsyncSession) -> str:
 
 
 async def insert_ignore_many(session: AsyncSession, model: type[SQLModel], rows: list[dict[str, Any]]) -> None:
-    """Insert rows in one statement, skipping each whose key exists, as `insert_ignore` does for one."""
+    """Insert rows, skipping each whose key exists, as `insert_ignore` does for one."""
     table = model.__table__  # type: ignore[attr-defined]
-    dialect = postgresql if dialect_name(session) == "postgresql" else sqlite
-    await session.exec(dialect.insert(table).values(rows).on_conflict_do_nothing())  # type: ignore[call-overload]
+    await insert_new(session, table, rows, *table.primary_key.columns)
 
 
 async def insert_ignore(session: AsyncSession, model: type[SQLModel], values: dict[str, Any]) -> None:

@@ -15,8 +15,6 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, literal, union_all
-from sqlalchemy.dialects.postgresql import insert as postgres_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -29,6 +27,7 @@ from services.contacts.segments.validation import parse_filter
 from services.contacts.settings import ContactsSettings
 from services.contacts.timeline.models import TimelineEvent
 from services.kit import clock
+from services.kit.db import insert_new
 from services.kit.contracts import contacts as topics
 from services.kit.logging import get_logger
 from services.kit.outbox import Outbox
@@ -147,13 +146,8 @@ async def current_members(session: AsyncSession, segment_id: str, scope: Collect
 
 
 async def _insert(session: AsyncSession, segment_id: str, contact_ids: list[str], now: dt.datetime) -> list[str]:
-    insert = postgres_insert if dialect_of(session) == "postgresql" else sqlite_insert
-    inserted: list[str] = []
-    for chunk in _chunks(contact_ids):
-        rows = [{"segment_id": segment_id, "contact_id": contact_id, "entered_at": now} for contact_id in chunk]
-        statement = insert(MEMBERSHIP).values(rows).on_conflict_do_nothing().returning(MEMBERSHIP.c.contact_id)
-        inserted.extend((await session.exec(statement)).scalars().all())  # type: ignore[call-overload]
-    return inserted
+    rows = [{"segment_id": segment_id, "contact_id": contact_id, "entered_at": now} for contact_id in contact_ids]
+    return [contact_id for (contact_id,) in await insert_new(session, MEMBERSHIP, rows, MEMBERSHIP.c.contact_id)]
 
 
 async def _delete(session: AsyncSession, segment_id: str, contact_ids: list[str]) -> list[str]:

@@ -14,7 +14,6 @@ from http import HTTPStatus
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.gateway.delivery.service import SWEEP_GRACE, contacts_step, sns_subscribe_step
@@ -31,7 +30,7 @@ from services.gateway.webhooks import (
     verify_and_map,
 )
 from services.kit import clock
-from services.kit.db import Database
+from services.kit.db import Database, insert_new
 from services.kit.logging import get_logger
 from services.kit.problems import Problem
 
@@ -162,15 +161,7 @@ def _pending(now: datetime, steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def _insert_new(session: AsyncSession, rows: list[dict[str, Any]]) -> list[str]:
     """Insert the rows whose key is new and return their ids; existing keys are left alone."""
-    if not rows:
-        return []
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(WebhookReceipt)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning(WebhookReceipt.id)  # type: ignore[arg-type]
-    )
-    stored = list((await session.exec(statement)).scalars().all())  # type: ignore[call-overload]
+    table = WebhookReceipt.__table__  # type: ignore[attr-defined]
+    stored = [receipt_id for (receipt_id,) in await insert_new(session, table, rows, table.c.id)]
     await session.commit()
     return stored

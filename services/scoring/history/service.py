@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import delete, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit.contracts.contacts import TimelineEvent
 from services.kit.erasure import erased_key
+from services.kit.db import insert_new
 from services.scoring.db import dialect_name, insert_ignore, insert_ignore_many
 from services.scoring.history.models import ContactFacts, ErasedContact, ScoredEvent
 from services.scoring.scores.models import ContactScore, LedgerRow
@@ -134,9 +134,7 @@ async def create_missing_contacts(session: AsyncSession, contact_ids: Sequence[s
         {"contact_id": contact_id, "facts": {}, "stage": "subscriber", "updated_at": now, "stages_reached": [], "revision": 0}
         for contact_id in sorted(set(contact_ids))
     ]
-    dialect = postgresql if dialect_name(session) == "postgresql" else sqlite
-    statement = dialect.insert(table).values(rows).on_conflict_do_nothing().returning(table.c.contact_id)
-    return set((await session.exec(statement)).scalars())  # type: ignore[call-overload]
+    return {contact_id for (contact_id,) in await insert_new(session, table, rows, table.c.contact_id)}
 
 
 async def drop_erased(session: AsyncSession, contact_ids: Sequence[str]) -> set[str]:

@@ -22,12 +22,12 @@ from email.message import Message
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
+from services.kit.db import insert_new
 from services.kit.logging import get_logger
 from services.kit.problems import Problem
 from services.sequencer.dbutil import dialect_of, locked
@@ -418,17 +418,9 @@ def _render(runtime: Runtime, item: _Due, template: Template | None, now: dateti
 
 async def _insert_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, int]:
     """Insert the messages with one statement, skipping any that exists, and return the new row ids by enrolment."""
-    if not rows:
-        return {}
-    insert = postgresql.insert if dialect_of(session) == "postgresql" else sqlite.insert
-    statement = (
-        insert(SentMessage)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning(col(SentMessage.id), col(SentMessage.enrolment_id))
-    )
-    result = await session.exec(statement)  # type: ignore[call-overload]
-    return {enrolment_id: row_id for row_id, enrolment_id in result.all()}
+    table = SentMessage.__table__  # type: ignore[attr-defined]
+    inserted = await insert_new(session, table, rows, table.c.id, table.c.enrolment_id)
+    return {enrolment_id: row_id for row_id, enrolment_id in inserted}
 
 
 # --- delivery ---------------------------------------------------------------------------------------

@@ -8,18 +8,18 @@ late worker does not shift the rest of the sequence.
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit.consumer import BATCH_CACHE
+from services.kit.db import insert_new
 from services.kit.logging import get_logger
 from services.kit.problems import Conflict
-from services.sequencer.dbutil import dialect_of, insert_ignoring_conflict
+from services.sequencer.dbutil import insert_ignoring_conflict
 from services.sequencer.engagement.queries import human_actions_by_step
 from services.sequencer.enrolments.models import Enrolment, StepRun
 from services.sequencer.enrolments.wakeups import Wakeup, wake_after_commit
@@ -31,11 +31,6 @@ from services.sequencer.sending.models import SentMessage
 from services.sequencer.sequences import SequenceDefinition, Step, evaluate_branch, first_step, goal_reached, may_reenter, next_step
 from services.sequencer.sequences.models import Sequence
 from services.sequencer.sequences.schema import EventGoal
-
-# Step runs in one INSERT of `advance_many`: 500 rows of eight values are 4,000 bound values, under
-# SQLite's default limit of 32,766 since version 3.32.
-SCHEDULE_CHUNK = 500
-Item = TypeVar("Item")
 
 # Key of the batch's active enrolments in a consumer batch's cache.
 _ENROLMENTS = "active_enrolments"
@@ -245,17 +240,11 @@ async def advance_many(session: AsyncSession, moves: list[Move]) -> list[Schedul
             assert step.id is not None
             rows[(move.enrolment.id, step.id)] = (index, step, move.start, due)
 
-    for chunk in _chunks(list(rows.items()), SCHEDULE_CHUNK):
-        insert = postgresql.insert if dialect_of(session) == "postgresql" else sqlite.insert
-        statement = (
-            insert(StepRun)
-            .values([_scheduled_row(moves[index].enrolment, step, start, due) for _, (index, step, start, due) in chunk])
-            .on_conflict_do_nothing()
-            .returning(col(StepRun.id), col(StepRun.enrolment_id), col(StepRun.step_id))
-        )
-        for step_run_id, enrolment_id, step_id in (await session.exec(statement)).all():  # type: ignore[call-overload]
-            index, step, start, due = rows[(enrolment_id, step_id)]
-            answers[index] = _scheduled(session, moves[index].enrolment, step, start, ScheduledRun(step_run_id, due))
+    table = StepRun.__table__  # type: ignore[attr-defined]
+    values = [_scheduled_row(moves[index].enrolment, step, start, due) for index, step, start, due in rows.values()]
+    for step_run_id, enrolment_id, step_id in await insert_new(session, table, values, table.c.id, table.c.enrolment_id, table.c.step_id):
+        index, step, start, due = rows[(enrolment_id, step_id)]
+        answers[index] = _scheduled(session, moves[index].enrolment, step, start, ScheduledRun(step_run_id, due))
     return answers
 
 
@@ -292,10 +281,6 @@ def _scheduled(session: AsyncSession, enrolment: Enrolment, step: Step, start: d
     enrolment.updated_at = start
     wake_after_commit(session, Wakeup(run.id, 0, run.due_at))
     return run
-
-
-def _chunks(items: list[Item], size: int) -> list[list[Item]]:
-    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _finish(enrolment: Enrolment, state: str, reason: str | None, at: datetime) -> None:
