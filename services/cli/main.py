@@ -13,6 +13,7 @@ from rich.console import Console
 from services.cli import services as registry
 from services.cli.demo.dataset import DEFAULT_CONTACTS
 from services.kit import clock
+from services.kit.heap import freeze_startup_objects
 from services.kit.logging import configure_logging
 from services.kit.migrations import ensure_database, upgrade
 from services.kit.settings import SERVICE_NAMES
@@ -42,8 +43,10 @@ def serve(service: ServiceArgument) -> None:
 
     settings = registry.load_settings(_check(service))
     configure_logging(service=service, log_format=settings.log_format, level=settings.log_level)
+    service_app = registry.create_app(service)
+    freeze_startup_objects()
     uvicorn.run(
-        registry.create_app(service), host=settings.host, port=settings.port, log_config=None,
+        service_app, host=settings.host, port=settings.port, log_config=None,
         timeout_graceful_shutdown=5,
     )
 
@@ -55,7 +58,9 @@ def worker(service: ServiceArgument) -> None:
 
     settings = registry.load_settings(_check(service))
     configure_logging(service=f"{service}-worker", log_format=settings.log_format, level=settings.log_level)
-    run_worker(registry.worker_settings(service))
+    worker_settings = registry.worker_settings(service)
+    freeze_startup_objects()
+    run_worker(worker_settings)
 
 
 @app.command()
