@@ -149,35 +149,57 @@ async def drop_erased(session: AsyncSession, contact_ids: Sequence[str]) -> set[
     return erased
 
 
-def scored_event(event: TimelineEvent) -> ScoredEvent:
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """An event as the history keeps it, with the columns of `ScoredEvent`.
+
+    Scoring reads and stores events by the thousand and never changes them, and an ORM object took
+    about 30 microseconds to build, against one for this.
+    """
+
+    id: str
+    contact_id: str
+    type: str
+    occurred_at: datetime
+    properties: dict[str, Any]
+
+    @classmethod
+    def of_row(cls, row: Any) -> "HistoryEvent":
+        return cls(row.id, row.contact_id, row.type, row.occurred_at, row.properties)
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "contact_id": self.contact_id,
+            "type": self.type,
+            "occurred_at": self.occurred_at,
+            "properties": self.properties,
+        }
+
+
+def scored_event(event: TimelineEvent) -> HistoryEvent:
     """Return a timeline event as the history keeps it."""
-    return ScoredEvent(
-        id=event.id,
-        contact_id=event.contact_id,
-        type=event.type,
-        occurred_at=event.occurred_at,
-        properties=event.properties,
-    )
+    return HistoryEvent(event.id, event.contact_id, event.type, event.occurred_at, event.properties)
 
 
-async def store_event(session: AsyncSession, event: TimelineEvent) -> ScoredEvent:
+async def store_event(session: AsyncSession, event: TimelineEvent) -> HistoryEvent:
     """Keep an event in the history, once per id, and return it as stored.
 
     A timeline event id never changes meaning, so a second copy is ignored by the insert rather
     than read first.
     """
     stored = scored_event(event)
-    await insert_ignore(session, ScoredEvent, stored.model_dump())
+    await insert_ignore(session, ScoredEvent, stored.values())
     return stored
 
 
 async def store_events(session: AsyncSession, events: Sequence[TimelineEvent]) -> None:
     """Keep several events in the history with one statement, once per id, as `store_event` does."""
     if events:
-        await insert_ignore_many(session, ScoredEvent, [scored_event(event).model_dump() for event in events])
+        await insert_ignore_many(session, ScoredEvent, [scored_event(event).values() for event in events])
 
 
-def event_document(event: ScoredEvent) -> dict[str, Any]:
+def event_document(event: HistoryEvent | ScoredEvent) -> dict[str, Any]:
     """Return an event in the shape the rules library reads: id, type, occurred_at, properties."""
     return {"id": event.id, "type": event.type, "occurred_at": event.occurred_at, "properties": event.properties}
 
@@ -197,9 +219,9 @@ class RecentHistory:
     types: frozenset[str]
     since: datetime
     until: datetime
-    by_contact: Mapping[str, list[ScoredEvent]]
+    by_contact: Mapping[str, list[HistoryEvent]]
 
-    def covers(self, event: ScoredEvent, window: timedelta, types: frozenset[str]) -> bool:
+    def covers(self, event: HistoryEvent, window: timedelta, types: frozenset[str]) -> bool:
         return (
             event.contact_id in self.contact_ids
             and types <= self.types
@@ -212,21 +234,22 @@ async def read_recent_history(
     session: AsyncSession, contact_ids: Sequence[str], *, since: datetime, until: datetime, types: frozenset[str]
 ) -> RecentHistory:
     """Read the contacts' events of `types` between `since` and `until` with one statement."""
-    query = select(ScoredEvent).where(
-        col(ScoredEvent.contact_id).in_(list(contact_ids)),
-        col(ScoredEvent.type).in_(sorted(types)),
-        ScoredEvent.occurred_at >= since,
-        ScoredEvent.occurred_at <= until,
+    table = ScoredEvent.__table__  # type: ignore[attr-defined]
+    query = sa_select(table).where(
+        table.c.contact_id.in_(list(contact_ids)),
+        table.c.type.in_(sorted(types)),
+        table.c.occurred_at >= since,
+        table.c.occurred_at <= until,
     )
-    by_contact: dict[str, list[ScoredEvent]] = {}
-    for row in (await session.exec(query)).all():
-        by_contact.setdefault(row.contact_id, []).append(row)
+    by_contact: dict[str, list[HistoryEvent]] = {}
+    for row in (await session.exec(query)).all():  # type: ignore[call-overload]
+        by_contact.setdefault(row.contact_id, []).append(HistoryEvent.of_row(row))
     return RecentHistory(frozenset(contact_ids), types, since, until, by_contact)
 
 
 async def recent_events(
     session: AsyncSession,
-    event: ScoredEvent,
+    event: HistoryEvent,
     *,
     window: timedelta,
     types: frozenset[str],
@@ -246,15 +269,16 @@ async def recent_events(
             if row.type in types and low <= row.occurred_at <= high and row.id != event.id
             and not is_machine_event(row.properties)
         ]
-    query = select(ScoredEvent).where(
-        ScoredEvent.contact_id == event.contact_id,
-        col(ScoredEvent.type).in_(sorted(types)),
-        ScoredEvent.occurred_at >= event.occurred_at - window,
-        ScoredEvent.occurred_at <= event.occurred_at + window,
-        ScoredEvent.id != event.id,
+    table = ScoredEvent.__table__  # type: ignore[attr-defined]
+    query = sa_select(table).where(
+        table.c.contact_id == event.contact_id,
+        table.c.type.in_(sorted(types)),
+        table.c.occurred_at >= event.occurred_at - window,
+        table.c.occurred_at <= event.occurred_at + window,
+        table.c.id != event.id,
     )
-    rows = (await session.exec(query)).all()
-    return [event_document(row) for row in rows if not is_machine_event(row.properties)]
+    rows = (await session.exec(query)).all()  # type: ignore[call-overload]
+    return [event_document(HistoryEvent.of_row(row)) for row in rows if not is_machine_event(row.properties)]
 
 
 async def events_of(session: AsyncSession, contact_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:

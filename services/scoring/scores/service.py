@@ -19,8 +19,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.kit.contracts import scoring as topics
 from services.kit.logging import get_logger
 from services.kit.outbox import Outbox
-from services.scoring.history.models import ContactFacts, ScoredEvent
-from services.scoring.history.service import RecentHistory, contact_document, event_document, recent_events
+from services.scoring.history.models import ContactFacts
+from services.scoring.history.service import HistoryEvent, RecentHistory, contact_document, event_document, recent_events
 from services.scoring.rules import (
     LedgerEntry,
     LedgerTotals,
@@ -226,7 +226,7 @@ def current_score(model: ActiveModel, book: ContactBook, now: datetime) -> Score
 
 
 async def score_event(
-    run: ScoringRun, facts: ContactFacts, event: ScoredEvent, models: Sequence[ActiveModel]
+    run: ScoringRun, facts: ContactFacts, event: HistoryEvent, models: Sequence[ActiveModel]
 ) -> None:
     """Score one stored event against every active model.
 
