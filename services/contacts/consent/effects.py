@@ -37,7 +37,7 @@ from services.contacts.consent.service import (
     apply_platform_change,
 )
 from services.contacts.settings import ContactsSettings
-from services.contacts.timeline.models import TimelineEvent
+from services.contacts.timeline.models import RecordedEvent, TimelineEvent
 from services.kit.logging import get_logger
 from services.kit.outbox import Outbox
 
@@ -56,7 +56,7 @@ _PROOF_OF_DELIVERY = ("email_delivered", "email_opened", "email_clicked")
 async def apply_event_effects(
     session: AsyncSession,
     outbox: Outbox,
-    event: TimelineEvent,
+    event: RecordedEvent,
     changes: ContactChanges,
     settings: ContactsSettings,
 ) -> None:
@@ -79,7 +79,7 @@ async def apply_event_effects(
     await apply_platform_change(session, outbox, event.contact_id, request, changes, default_status=settings.default_consent)
 
 
-async def _bounce_request(session: AsyncSession, event: TimelineEvent, settings: ContactsSettings) -> ConsentRequest | None:
+async def _bounce_request(session: AsyncSession, event: RecordedEvent, settings: ContactsSettings) -> ConsentRequest | None:
     bounce_class = event.properties.get("bounce_class")
     if bounce_class == "block":
         log.warning("consent.block_bounce", contact_id=event.contact_id, event_id=event.id, message_id=event.message_id)
@@ -99,7 +99,7 @@ async def _bounce_request(session: AsyncSession, event: TimelineEvent, settings:
     return ConsentRequest(BOUNCED, SOURCE_SOFT_BOUNCE, reached_at, reason=REASON_REPEATED_SOFT, event_id=event.id)
 
 
-async def _delivered_later(session: AsyncSession, event: TimelineEvent) -> bool:
+async def _delivered_later(session: AsyncSession, event: RecordedEvent) -> bool:
     if event.message_id is None:
         return False
 
@@ -124,7 +124,7 @@ async def soft_bounce_times(session: AsyncSession, contact_id: str, start: datet
     return [row.occurred_at for row in rows if row.properties.get("bounce_class") == "soft"]
 
 
-async def _soft_limit_reached_at(session: AsyncSession, event: TimelineEvent, settings: ContactsSettings) -> datetime | None:
+async def _soft_limit_reached_at(session: AsyncSession, event: RecordedEvent, settings: ContactsSettings) -> datetime | None:
     """Return when the soft-bounce limit was first reached in a window holding `event`, or None.
 
     Events may arrive out of order, so every window that contains this bounce is checked, not only

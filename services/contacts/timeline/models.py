@@ -1,5 +1,6 @@
 """The behaviour timeline: one row per event id, ordered by when the event happened."""
 
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -31,3 +32,23 @@ class TimelineEvent(ContactsBase, table=True):  # type: ignore[call-arg]
     # `properties.message_id` of email events, kept as a column so the events of one message are
     # found without reading JSON (a bounce is stale when the same message was opened later).
     message_id: str | None = Field(default=None, max_length=200, index=True)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """A timeline event as it is stored, with the columns of `TimelineEvent`.
+
+    Storing a batch builds one per event and inserts them as plain rows, because an ORM object took
+    about 40 microseconds to build, against one for this.
+    """
+
+    id: str
+    contact_id: str
+    type: str
+    occurred_at: datetime
+    received_at: datetime
+    properties: dict[str, Any]
+    message_id: str | None
+
+    def values(self) -> dict[str, Any]:
+        return asdict(self)

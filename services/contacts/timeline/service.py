@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, insert, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -34,7 +34,7 @@ from services.contacts.people.email import InvalidEmailError, normalise_email
 from services.contacts.people.models import Contact
 from services.contacts.people.service import create_contact, find_by_keys, get_contact
 from services.contacts.settings import ContactsSettings
-from services.contacts.timeline.models import TimelineEvent
+from services.contacts.timeline.models import RecordedEvent, TimelineEvent
 from services.kit import clock
 from services.kit.contracts import contacts as topics
 from services.kit.outbox import Outbox
@@ -133,12 +133,12 @@ async def record_events(
     live = [item for item in live if item.result is None]
     contacts = await _resolve_contacts(session, live, changes, create_contacts)
 
-    stored: list[TimelineEvent] = []
+    stored: list[RecordedEvent] = []
     for item in live:
         if item.result is not None:
             continue
         contact = contacts[item.index]
-        event = TimelineEvent(
+        event = RecordedEvent(
             id=item.event_id,
             contact_id=contact.id,
             type=item.incoming.type,
@@ -147,17 +147,26 @@ async def record_events(
             properties=item.incoming.properties,
             message_id=item.incoming.properties.get("message_id"),
         )
-        session.add(event)
         stored.append(event)
         outbox.publish(session, topics.EVENT_RECORDED, topics.EventRecorded(event=as_contract(event)))
         changes.event(contact.id, event.type, event.occurred_at)
         item.result = EventResult(item.index, "stored", event.id, contact.id)
+    await _insert(session, stored)
 
     for event in sorted(stored, key=lambda stored_event: stored_event.occurred_at):
         if event.type in CONSENT_EVENT_TYPES:
             await apply_event_effects(session, outbox, event, changes, settings)
 
     return [item.result for item in pending if item.result is not None]
+
+
+async def _insert(session: AsyncSession, events: list[RecordedEvent]) -> None:
+    """Insert the events with one executemany, after the contacts created for them."""
+    if not events:
+        return
+    if session.new:
+        await session.flush()
+    await session.exec(insert(TimelineEvent.__table__), params=[event.values() for event in events])  # type: ignore[attr-defined, call-overload]
 
 
 def _prepare(index: int, incoming: EventIn, now: datetime, settings: ContactsSettings) -> _Pending:
@@ -248,7 +257,7 @@ async def list_timeline(
     return list((await session.exec(query.limit(limit))).all())
 
 
-def as_contract(event: TimelineEvent) -> topics.TimelineEvent:
+def as_contract(event: RecordedEvent) -> topics.TimelineEvent:
     return topics.TimelineEvent(
         id=event.id,
         contact_id=event.contact_id,
