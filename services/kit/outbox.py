@@ -21,8 +21,8 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from pydantic import BaseModel
-from sqlalchemy import JSON, Table, UniqueConstraint, delete, event, insert, update
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy import JSON, UniqueConstraint, delete, event, update
+from sqlalchemy.orm import Session
 from sqlmodel import select
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -32,6 +32,7 @@ from services.kit.contracts import EventEnvelope
 from services.kit.contracts.subscriptions import consumers_of
 from services.kit.correlation import current_correlation_id
 from services.kit.db import Database, UTCDateTime
+from services.kit.deferred_rows import defer_rows
 from services.kit.logging import get_logger
 from services.kit.queue import (
     ARQ_IN_PROGRESS_KEY_PREFIX,
@@ -85,58 +86,6 @@ class ProcessedEventColumns(SQLModel):
 
 
 _commit_listeners: list[Callable[[], None]] = []
-# Keys of a session's info: the rows published in its transaction and not written yet, by table,
-# and how many rows each table had pending when each open savepoint began.
-_PENDING = "outbox_pending"
-_SAVEPOINTS = "outbox_savepoints"
-
-
-@event.listens_for(Session, "before_commit")
-def _write_pending(session: Session) -> None:
-    """Insert the published rows with one statement per table, just before the transaction commits.
-
-    The rows are plain values rather than ORM objects, because an object per row cost more than the
-    insert, and on SQLite the ORM inserted them one statement each to read back their ids.
-    """
-    if session.get_nested_transaction() is not None:
-        # A savepoint is being released: the rows wait for the transaction, which may still roll back.
-        return
-    pending: dict[Table, list[dict[str, Any]]] = session.info.pop(_PENDING, {})
-    for table, rows in pending.items():
-        # A topic that no service consumes, or a savepoint rolled back, leaves a table with no rows.
-        if rows:
-            session.connection().execute(insert(table), rows)
-
-
-@event.listens_for(Session, "after_transaction_create")
-def _mark_savepoint(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.nested:
-        counts = {table: len(rows) for table, rows in session.info.get(_PENDING, {}).items()}
-        session.info.setdefault(_SAVEPOINTS, {})[transaction] = counts
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _drop_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
-    """Forget the rows published in a transaction, or savepoint, that rolled back."""
-    pending = session.info.get(_PENDING, {})
-    if previous_transaction.parent is None:
-        pending.clear()
-        return
-    if not previous_transaction.nested:
-        # This is the inner transaction of a flush, so the transaction it belongs to decides.
-        return
-    counts = session.info.get(_SAVEPOINTS, {}).pop(previous_transaction, {})
-    for table in list(pending):
-        del pending[table][counts.get(table, 0) :]
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _end_transaction(session: Session, transaction: SessionTransaction) -> None:
-    # A savepoint's counts stay until the transaction ends, because its rollback is reported after
-    # its end. A session closed without a commit or rollback publishes nothing either.
-    if transaction.parent is None:
-        session.info.pop(_PENDING, None)
-        session.info.pop(_SAVEPOINTS, None)
 
 
 @event.listens_for(Session, "after_commit")
@@ -180,10 +129,7 @@ class Outbox:
         )
         document = envelope.model_dump(mode="json")
         now = clock.now()
-        # The rows belong to the transaction, as an added object would: begin one if none is open.
-        if not session.sync_session.in_transaction():
-            session.sync_session.begin()
-        rows = session.info.setdefault(_PENDING, {}).setdefault(self.model.__table__, [])  # type: ignore[attr-defined]
+        rows = []
         for consumer in consumers_of(topic, producer=self.service):
             rows.append(
                 {
@@ -199,6 +145,8 @@ class Outbox:
                     "job_id": None,
                 }
             )
+        # The rows belong to the transaction, as added objects would.
+        defer_rows(session, self.model.__table__, rows)  # type: ignore[attr-defined]
         session.info["outbox_dirty"] = True
         return envelope
 

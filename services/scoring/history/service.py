@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.kit.contracts.contacts import TimelineEvent
 from services.kit.erasure import erased_key
 from services.kit.db import insert_new
+from services.kit.deferred_rows import write_deferred
 from services.scoring.db import dialect_name, insert_ignore, insert_ignore_many
 from services.scoring.history.models import ContactFacts, ErasedContact, ScoredEvent
 from services.scoring.scores.models import ContactScore, LedgerRow
@@ -338,6 +339,8 @@ def reached_stage(facts: FactsRecord, outcome: str) -> bool:
 
 async def erase_contact(session: AsyncSession, contact_id: str, now: datetime) -> None:
     """Delete everything scoring stores about a contact and keep only a hash of its id."""
+    # Ledger rows recorded earlier in this transaction go in first, so the delete removes them too.
+    await write_deferred(session, LedgerRow.__table__)  # type: ignore[attr-defined]
     for model in (ScoredEvent, ContactScore, LedgerRow, ThresholdState, ThresholdFiring, ContactFacts):
         column = model.contact_id  # type: ignore[attr-defined]
         await session.exec(delete(model).where(column == contact_id))  # type: ignore[call-overload]

@@ -17,6 +17,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit.contracts import scoring as topics
+from services.kit.deferred_rows import defer_rows, write_deferred
 from services.kit.logging import get_logger
 from services.kit.outbox import Outbox
 from services.scoring.history.models import ContactFacts
@@ -41,6 +42,8 @@ from services.scoring.thresholds.models import ScoreThreshold, ThresholdState
 from services.scoring.thresholds.triggers import evaluate, thresholds_by_model, triggers_for
 
 log = get_logger(__name__)
+
+LEDGER = LedgerRow.__table__  # type: ignore[attr-defined]
 
 
 class LedgerRecord(Protocol):
@@ -78,11 +81,10 @@ class ContactBook:
             self._entries[model] = [ledger_entry(row) for row in self.rows.get(model, [])]
         return self._entries[model]
 
-    def add_rows(self, model: str, rows: Sequence[LedgerRow]) -> None:
+    def add_entries(self, model: str, entries: Sequence[LedgerEntry]) -> None:
+        """Add new entries to the ledger of one model; `rows`, which only reports read, stays as loaded."""
         self.computed.pop(model, None)
-        entries = self.entries(model)
-        self.rows.setdefault(model, []).extend(rows)
-        entries.extend(ledger_entry(row) for row in rows)
+        self.entries(model).extend(entries)
 
     def replace_entries(self, model: str, entries: Sequence[LedgerEntry]) -> None:
         """Put a recomputed ledger in place; `rows` of the model are no longer read afterwards."""
@@ -137,10 +139,6 @@ def ledger_entry(row: LedgerRecord) -> LedgerEntry:
     )
 
 
-def ledger_row(contact_id: str, model: ActiveModel, entry: LedgerEntry, *, source: str, now: datetime) -> LedgerRow:
-    return LedgerRow(**ledger_values(contact_id, model, entry, source=source, now=now))
-
-
 def ledger_values(
     contact_id: str, model: ActiveModel, entry: LedgerEntry, *, source: str, now: datetime
 ) -> dict[str, Any]:
@@ -174,7 +172,9 @@ async def load_books(
         return books
     ids = list(contact_ids)
 
-    ledger = LedgerRow.__table__  # type: ignore[attr-defined]
+    ledger = LEDGER
+    # The rows this transaction recorded so far are part of the ledger it reads.
+    await write_deferred(session, ledger)
     columns = [ledger] if full else [ledger.c[name] for name in _ENTRY_COLUMNS]
     ledger_query = sa_select(*columns).where(ledger.c.contact_id.in_(ids)).order_by(ledger.c.id)
     score_query = select(ContactScore).where(col(ContactScore.contact_id).in_(ids))
@@ -289,9 +289,9 @@ async def score_fit(run: ScoringRun, facts: ContactFacts, models: Sequence[Activ
 async def record_change(run: ScoringRun, book: ContactBook, model: ActiveModel, entries: Sequence[LedgerEntry]) -> None:
     """Write new ledger rows, the new score, and evaluate the model's triggers on the change."""
     previous = current_score(model, book, run.now)
-    rows = [ledger_row(book.contact_id, model, entry, source=run.source, now=run.now) for entry in entries]
-    run.session.add_all(rows)
-    book.add_rows(model.name, rows)
+    rows = [ledger_values(book.contact_id, model, entry, source=run.source, now=run.now) for entry in entries]
+    defer_rows(run.session, LEDGER, rows)
+    book.add_entries(model.name, entries)
     current = current_score(model, book, run.now)
 
     save_score(run, book, model, current)
@@ -317,7 +317,7 @@ async def replace_ledgers(
         await evaluate_triggers(run, book, model, previous.total, replayed.score.total)
     # Tables, not ORM classes, so SQLAlchemy sends one executemany each without ORM bookkeeping.
     if values:
-        await run.session.exec(insert(LedgerRow.__table__), params=values)  # type: ignore[attr-defined, call-overload]
+        await run.session.exec(insert(LEDGER), params=values)  # type: ignore[call-overload]
     if run.new_scores:
         await run.session.exec(insert(ContactScore.__table__), params=run.new_scores)  # type: ignore[attr-defined, call-overload]
         run.new_scores = []
