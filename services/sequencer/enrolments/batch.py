@@ -21,7 +21,8 @@ from datetime import datetime, timedelta
 from email.message import Message
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, update
+from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -40,7 +41,6 @@ from services.sequencer.enrolments.runner import (
     IN_PROGRESS,
     Delivery,
     PreparedEmail,
-    enrolments_with_versions,
     prepare_email,
     publish_email_event,
     record_outcome,
@@ -149,9 +149,35 @@ async def _load(
     enrolment_ids = sorted({run.enrolment_id for run in runs})
     if not enrolment_ids:
         return runs, {}
-    joined = enrolments_with_versions().where(col(Enrolment.id).in_(enrolment_ids))
-    rows = (await session.exec(joined)).all()
-    return runs, {enrolment.id: (enrolment, sequence, version) for enrolment, sequence, version in rows}
+
+    # The enrolments of a batch follow a few sequence versions, so those are read once each rather
+    # than joined to every enrolment, which decoded a version's definition once per row.
+    enrolments = (await session.exec(select(Enrolment).where(col(Enrolment.id).in_(enrolment_ids)))).all()
+    followed = sorted({(enrolment.sequence_id, enrolment.version) for enrolment in enrolments})
+    sequences = await _sequences(session, sorted({sequence_id for sequence_id, _ in followed}))
+    versions = await _versions(session, followed)
+    loaded: dict[str, tuple[Enrolment, Sequence, SequenceVersion]] = {}
+    for enrolment in enrolments:
+        sequence, version = sequences.get(enrolment.sequence_id), versions.get((enrolment.sequence_id, enrolment.version))
+        if sequence is not None and version is not None:
+            loaded[enrolment.id] = (enrolment, sequence, version)
+    return runs, loaded
+
+
+async def _sequences(session: AsyncSession, sequence_ids: list[str]) -> dict[str, Sequence]:
+    rows = (await session.exec(select(Sequence).where(col(Sequence.id).in_(sequence_ids)))).all()
+    return {sequence.id: sequence for sequence in rows}
+
+
+async def _versions(session: AsyncSession, followed: list[tuple[str, int]]) -> dict[tuple[str, int], SequenceVersion]:
+    if not followed:
+        return {}
+    conditions = [
+        and_(col(SequenceVersion.sequence_id) == sequence_id, col(SequenceVersion.version) == number)
+        for sequence_id, number in followed
+    ]
+    rows = (await session.exec(select(SequenceVersion).where(or_(*conditions)))).all()
+    return {(version.sequence_id, version.version): version for version in rows}
 
 
 async def _lock_due(session: AsyncSession, step_run_ids: list[int], now: datetime, result: BatchResult) -> list[_Due]:
@@ -588,7 +614,13 @@ async def _write_outcomes(runtime: Runtime, items: list[tuple[Delivery, SendResu
         runs, enrolments = await _load(session, [delivery.step_run_id for delivery, _ in items], lock=True)
         runs_by_id = {run.id: run for run in runs}
         message_ids = sorted(delivery.message_row_id for delivery, _ in items)
-        message_query = select(SentMessage).where(col(SentMessage.id).in_(message_ids)).order_by(col(SentMessage.id))
+        # The bodies stay in the database: an outcome never reads them, and they are most of a row.
+        message_query = (
+            select(SentMessage)
+            .where(col(SentMessage.id).in_(message_ids))
+            .order_by(col(SentMessage.id))
+            .options(defer(SentMessage.html, raiseload=True), defer(SentMessage.text, raiseload=True))  # type: ignore[arg-type]
+        )
         messages = {message.id: message for message in (await session.exec(locked(message_query, session))).all()}
         facts = await _facts(session, {enrolment.contact_id for enrolment, _, _ in enrolments.values()})
         events = await _events_of(session, [message.message_id for message in messages.values()])
