@@ -89,8 +89,11 @@ class EventConsumer:
             try:
                 await session.commit()
             except IntegrityError:
-                # Another worker applied the same event first; its commit stands and ours is void.
                 await session.rollback()
+                if await session.get(self.processed_model, envelope.id) is None:
+                    # A key of the handler's own rows broke, so the event was not applied: retry it.
+                    raise
+                # Another worker applied the same event first; its commit stands and ours is void.
                 return "duplicate"
         return "applied" if handler is not None else "ignored"
 

@@ -6,12 +6,14 @@ from typing import Any
 
 import pytest
 from arq import Retry
+from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
 from services.kit.consumer import BATCH_CACHE, MAX_TRIES, EventConsumer, retry_delay_s
 from services.kit.contracts import EventEnvelope
 from services.kit.db import Database
+from services.kit.deferred_rows import defer_rows
 from services.sequencer.db import ProcessedEvent
 from services.sequencer.settings import SequencerSettings
 
@@ -50,6 +52,26 @@ async def test_concurrent_deliveries_apply_once() -> None:
 
     applied = [outcome for outcome in outcomes if outcome == "applied"]
     assert len(applied) == 1, outcomes
+    await db.dispose()
+
+
+async def test_conflict_of_handler_rows_is_not_duplicate() -> None:
+    db = Database(SequencerSettings().database_url)
+    applied = _envelope()
+    table = ProcessedEvent.__table__  # type: ignore[attr-defined]
+
+    async def handler(session: AsyncSession, envelope: EventEnvelope, ctx: dict[str, Any]) -> None:
+        # A row whose key exists already, written only at the commit.
+        defer_rows(session, table, [{"event_id": applied.id, "topic": "test.counted", "processed_at": clock.now()}])
+
+    await EventConsumer(ProcessedEvent, {}).apply(db, applied, {})
+    consumer = EventConsumer(ProcessedEvent, {"test.counted": handler})
+    failing = _envelope()
+
+    with pytest.raises(IntegrityError):
+        await consumer.apply(db, failing, {})
+    async with db.session() as session:
+        assert await session.get(ProcessedEvent, failing.id) is None
     await db.dispose()
 
 

@@ -1,7 +1,7 @@
 """Consumers of the contacts service's events: the scoring history, facts, scores and erasure.
 
 Each handler locks the contact first and does not commit: the consumer commits once, together
-with the processed-event mark. Ledger rows are flushed before returning, so a broken ledger key
+with the processed-event mark. Ledger rows are written before returning, so a broken ledger key
 fails the handler (and the job is retried) instead of passing for a duplicate delivery.
 
 Within one worker process, jobs for the same contact also queue on an asyncio lock before they
@@ -23,6 +23,7 @@ from services.kit import clock
 from services.kit.consumer import BATCH_CACHE, IN_BATCH, Handler
 from services.kit.contracts import EventEnvelope, contact_id_of
 from services.kit.contracts import contacts as contact_topics
+from services.kit.deferred_rows import write_deferred
 from services.kit.logging import get_logger
 from services.scoring.history.service import (
     apply_snapshot,
@@ -40,7 +41,7 @@ from services.scoring.history.service import (
 )
 from services.scoring.history.models import ContactFacts
 from services.scoring.rulesets.service import ActiveModel, active_models
-from services.scoring.scores.service import ScoringRun, load_books, pattern_reach, score_event, score_fit
+from services.scoring.scores.service import LEDGER, ScoringRun, load_books, pattern_reach, score_event, score_fit
 
 log = get_logger(__name__)
 
@@ -171,8 +172,13 @@ def _forget(session: AsyncSession, contact_id: str) -> None:
 
 
 async def _end_event(session: AsyncSession) -> None:
-    """Write the event's rows now, unless a batch writes them all at its end."""
+    """Write the event's rows now, unless a batch writes them all at its end.
+
+    The deferred ledger rows go in here too, so that a broken ledger key fails the handler. At the
+    commit it would fail as the processed-event mark's conflict does, which means a duplicate.
+    """
     if not session.info.get(IN_BATCH):
+        await write_deferred(session, LEDGER)
         await session.flush()
 
 

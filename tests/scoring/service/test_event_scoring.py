@@ -3,11 +3,14 @@
 from datetime import timedelta
 from typing import Any
 
+import pytest
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from services.kit import clock
 from services.kit.contracts import scoring as scoring_topics
 from services.kit.erasure import erased_key
+from services.scoring.db import ProcessedEvent
 from services.scoring.history.models import ContactFacts, ErasedContact, ScoredEvent
 from services.scoring.scores.models import ContactScore, LedgerRow
 from tests.scoring.service.support import (
@@ -416,3 +419,22 @@ async def test_batch_after_erasure_stores_nothing(scoring: ScoringHarness) -> No
         assert (await session.exec(select(ScoredEvent).where(ScoredEvent.contact_id == contact))).all() == []
         assert await session.get(ContactFacts, contact) is None
     assert (await scoring.model_score(other, model))["total"] > 0
+
+
+async def test_ledger_key_clash_fails_event(scoring: ScoringHarness) -> None:
+    clock.freeze(NOW)
+    await _model(scoring)
+    pricing = {"url": "https://acme.example/pricing"}
+    event_id = new_id()
+    first = recorded(new_id(), "page_view", properties=pricing, event_id=event_id)
+    # The same event id for another contact breaks the ledger's key (model, rule, event).
+    clash = recorded(new_id(), "page_view", properties=pricing, event_id=event_id)
+    assert await scoring.deliver(first) == ["applied"]
+
+    with pytest.raises(IntegrityError):
+        await scoring.deliver(clash)
+    with pytest.raises(IntegrityError):
+        await scoring.deliver_batch(clash)
+
+    async with scoring.app.state.db.session() as session:
+        assert await session.get(ProcessedEvent, clash.id) is None
