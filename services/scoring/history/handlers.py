@@ -174,8 +174,8 @@ def _forget(session: AsyncSession, contact_id: str) -> None:
 async def _end_event(session: AsyncSession) -> None:
     """Write the event's rows now, unless a batch writes them all at its end.
 
-    The deferred ledger rows go in here too, so that a broken ledger key fails the handler. At the
-    commit it would fail as the processed-event mark's conflict does, which means a duplicate.
+    The deferred ledger rows go in here too, so that a broken ledger key fails the handler itself
+    rather than the commit.
     """
     if not session.info.get(IN_BATCH):
         await write_deferred(session, LEDGER)
