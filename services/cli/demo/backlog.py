@@ -20,7 +20,7 @@ from services.kit.settings import SERVICE_NAMES
 # Both the relay after a commit and the sweep run within this time, so an empty queue that stays
 # empty this long means the work is done rather than between two hops.
 SETTLE_S = 1.5
-POLL_S = 0.25
+POLL_S = 0.1
 STALL_S = 600.0
 
 
@@ -57,11 +57,12 @@ class Backlog:
     ) -> None:
         """Wait until no job is due and none appears for `settle_s` (SETTLE_S by default).
 
-        `activity` is a counter of work done outside the queues, such as the emails in the SMTP
-        sink: it must stay still for `settle_s` too. The sequencer's sweep, for one, sends steps
-        that fell due when the clock moved without any queued job. `progress` gets the count of
-        due jobs on each poll. Raises BacklogStalled when jobs are due but neither count has
-        changed for `stall_s`, because a busy platform changes one of them every few seconds.
+        `activity` returns a value that changes with work done outside the queues, such as the
+        SMTP sink folder's modification time: it must stay still for `settle_s` too. The
+        sequencer's sweep, for one, sends steps that fell due when the clock moved without any
+        queued job. `progress` gets the count of due jobs on each poll. Raises BacklogStalled when
+        jobs are due but neither value has changed for `stall_s`, because a busy platform changes
+        one of them every few seconds.
         """
         settle = SETTLE_S if settle_s is None else settle_s
         quiet_since: float | None = None

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -34,6 +35,8 @@ def run_demo(options: DemoOptions, *, data_dir: Path, running: RunningPlatform |
     started = time.monotonic()
     if running is not None:
         target = Target(running.gateway_url, running.api_key, running.mail_dir, running.redis_url, running.namespace)
+        if sweep_ms := os.environ.get("NURTURE_SWEEP_INTERVAL_MS"):
+            target = replace(target, sweep_interval_s=int(sweep_ms) / 1000)
         result = asyncio.run(Demo(target, options, console).run())
     else:
         with own_platform(data_dir, console) as target:

@@ -22,14 +22,14 @@ from services.cli.services import load_settings
 from services.cli.supervisor import Platform, PlatformConfig, free_port
 from services.gateway.keys.service import create_key
 from services.kit.db import Database
-from services.kit.settings import SERVICE_NAMES
+from services.kit.settings import SERVICE_NAMES, ServiceSettings
 
 # Written into a data folder the demo created, so a later run may wipe it and nothing else.
 MARKER_FILE = ".nurture-demo"
 CLOCK_FILE = "clock.json"
 READY_TIMEOUT_S = 90.0
 # Shorter than the platform default of 500 ms, so each simulated step of the clock settles sooner.
-SWEEP_INTERVAL_MS = "200"
+SWEEP_INTERVAL_MS = "100"
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class Target:
     mail_dir: Path
     redis_url: str
     namespace: str
+    # How often the platform's workers sweep for due steps; a step of the demo's clock waits longer.
+    sweep_interval_s: float = ServiceSettings.model_fields["sweep_interval_ms"].default / 1000
 
 
 class DemoSetupError(DemoError):
@@ -109,6 +111,7 @@ def own_platform(data_dir: Path, console: Console) -> Iterator[Target]:
             mail_dir=data_dir / "mail",
             redis_url=config.environment()["REDIS_URL"],
             namespace=os.environ.get("NURTURE_NAMESPACE", "nurture"),
+            sweep_interval_s=int(config.extra_env["NURTURE_SWEEP_INTERVAL_MS"]) / 1000,
         )
     finally:
         console.print("stopping the platform...")

@@ -40,8 +40,11 @@ DEFAULT_MODEL = "default"
 DEFAULT_SEED = 2012
 TICK = timedelta(hours=12)
 # A step of the clock ends once no job has been due for this long. Work still running then finishes
-# during the next step, so a short settle makes the run faster without losing anything.
-TICK_SETTLE_S = 0.5
+# during the next step, so a short settle makes the run faster without losing anything. It is at
+# least this much longer than the platform's sweep interval, so a step does not end before the
+# sweep has seen it.
+TICK_SETTLE_S = 0.3
+TICK_SETTLE_AFTER_SWEEP_S = 0.2
 FINAL_SETTLE_S = 2.0
 # How long the sink and the sequence report may disagree without either changing before the demo
 # reports the difference.
@@ -133,7 +136,7 @@ class Demo:
         with self._timed("history"):
             history_events = await self._send_history(client, progress, since)
         with self._timed("catch-up"):
-            await _wait(backlog, progress, "catching up: scoring, welcome emails", activity=mailbox.count)
+            await _wait(backlog, progress, "catching up: scoring, welcome emails", activity=mailbox.stamp)
         with self._timed("nurture"):
             await self._nurture(client, backlog, mailbox, progress)
         with self._timed("reports"):
@@ -177,6 +180,7 @@ class Demo:
         ticks_per_day = max(1, int(timedelta(days=1) / TICK))
         sales = SalesTeam(client, self.by_email, self.rng)
         task = progress.add_task("nurturing (clock steps)", total=ticks)
+        settle_s = max(TICK_SETTLE_S, self.target.sweep_interval_s + TICK_SETTLE_AFTER_SWEEP_S)
         unread = self._delivered(mailbox)
         async with mail_client(self.target.gateway_url) as http:
             recipients = Recipients(http, self.by_email, self.rng)
@@ -185,7 +189,7 @@ class Demo:
                 await recipients.read(unread)
                 if tick % ticks_per_day == 0:
                     await sales.review(clock.now())
-                await backlog.wait_until_idle(activity=mailbox.count, settle_s=TICK_SETTLE_S)
+                await backlog.wait_until_idle(activity=mailbox.stamp, settle_s=settle_s)
                 unread = self._delivered(mailbox)
                 day = tick * TICK / timedelta(days=1)
                 progress.update(
@@ -228,7 +232,7 @@ class Demo:
         self, client: DemoClient, backlog: Backlog, mailbox: Mailbox, progress: Progress, playbook: _Playbook,
         cohort: Cohort,
     ) -> Reports:
-        await _wait(backlog, progress, "last sends", activity=mailbox.count, settle_s=FINAL_SETTLE_S)
+        await _wait(backlog, progress, "last sends", activity=mailbox.stamp, settle_s=FINAL_SETTLE_S)
         self.emails_in_sink = await self._count_sequence_emails(client, mailbox, playbook.sequence_id)
 
         content, mapping = ingest.outcome_csv(self.leads)
