@@ -40,9 +40,9 @@ DEFAULT_MODEL = "default"
 DEFAULT_SEED = 2012
 TICK = timedelta(hours=12)
 # A step of the clock ends once no job has been due for this long. Work still running then finishes
-# during the next step, so a short settle makes the run faster without losing anything. It is at
-# least this much longer than the platform's sweep interval, so a step does not end before the
-# sweep has seen it.
+# during the next step, so a short settle makes the run faster without losing anything. The settle
+# also lasts TICK_SETTLE_AFTER_SWEEP_S longer than the platform's sweep interval, so that a step
+# does not end before the sweep has seen it.
 TICK_SETTLE_S = 0.3
 TICK_SETTLE_AFTER_SWEEP_S = 0.2
 FINAL_SETTLE_S = 2.0
