@@ -93,7 +93,7 @@ class EventConsumer:
                 if await session.get(self.processed_model, envelope.id) is None:
                     # A key of the handler's own rows broke, so the event was not applied: retry it.
                     raise
-                # Another worker applied the same event first; its commit stands and ours is void.
+                # Another worker applied the same event first, so its commit is kept and ours is void.
                 return "duplicate"
         return "applied" if handler is not None else "ignored"
 

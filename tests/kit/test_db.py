@@ -1,4 +1,4 @@
-"""`insert_new` writes only the rows whose keys are new and says which ones it wrote."""
+"""`insert_new` writes only the rows whose keys are new and returns the ones it wrote."""
 
 import uuid
 
