@@ -8,7 +8,7 @@ transaction takes the database's single write lock, which serialises writers any
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -169,13 +169,7 @@ class HistoryEvent:
         return cls(row.id, row.contact_id, row.type, row.occurred_at, row.properties)
 
     def values(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "contact_id": self.contact_id,
-            "type": self.type,
-            "occurred_at": self.occurred_at,
-            "properties": self.properties,
-        }
+        return asdict(self)
 
 
 def scored_event(event: TimelineEvent) -> HistoryEvent:

@@ -172,14 +172,13 @@ async def load_books(
         return books
     ids = list(contact_ids)
 
-    ledger = LEDGER
     # The rows this transaction recorded so far are part of the ledger it reads.
-    await write_deferred(session, ledger)
-    columns = [ledger] if full else [ledger.c[name] for name in _ENTRY_COLUMNS]
-    ledger_query = sa_select(*columns).where(ledger.c.contact_id.in_(ids)).order_by(ledger.c.id)
+    await write_deferred(session, LEDGER)
+    columns = [LEDGER] if full else [LEDGER.c[name] for name in _ENTRY_COLUMNS]
+    ledger_query = sa_select(*columns).where(LEDGER.c.contact_id.in_(ids)).order_by(LEDGER.c.id)
     score_query = select(ContactScore).where(col(ContactScore.contact_id).in_(ids))
     if models is not None:
-        ledger_query = ledger_query.where(ledger.c.model.in_(list(models)))
+        ledger_query = ledger_query.where(LEDGER.c.model.in_(list(models)))
         score_query = score_query.where(col(ContactScore.model).in_(list(models)))
     for row in (await session.exec(ledger_query)).all():  # type: ignore[call-overload]
         book = books[row.contact_id]
