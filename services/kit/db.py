@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, DateTime, MetaData, Row, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import registry
 from sqlalchemy.types import TypeDecorator
@@ -82,15 +83,29 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
         return engine
 
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_timeout=10,
         # Server-side time zone must never leak into results; UTCDateTime normalises anyway.
         connect_args={"server_settings": {"timezone": "UTC"}, "timeout": 5},
     )
+    event.listen(engine.sync_engine, "checkout", _check_alive)
+    return engine
+
+
+def _check_alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Check that a pooled PostgreSQL connection still works before the pool hands it out.
+
+    SQLAlchemy's pre-ping on asyncpg wraps its query in BEGIN and ROLLBACK, for PgBouncer's
+    transaction mode: three round trips on every checkout. An empty query is one. On
+    DisconnectionError the pool discards the connection and opens another, as after a restart.
+    """
+    try:
+        dbapi_connection.run_async(lambda connection: connection.fetchrow(";"))
+    except Exception as error:
+        raise DisconnectionError(f"pooled connection failed its check: {error!r}") from error
 
 
 class Database:

@@ -1,6 +1,9 @@
-"""`insert_new` writes only the rows whose keys are new and returns the ones it wrote."""
+"""`insert_new` writes only the rows whose keys are new, and a pooled connection the server closed is replaced."""
 
 import uuid
+
+import pytest
+from sqlalchemy import text
 
 from services.kit import clock
 from services.kit.db import Database, insert_new
@@ -38,4 +41,24 @@ async def test_no_rows_no_statement() -> None:
     async with db.session() as session:
         assert await insert_new(session, TABLE, [], TABLE.c.event_id) == []
         assert not session.in_transaction()
+    await db.dispose()
+
+
+async def test_pool_replaces_closed_connection() -> None:
+    db = Database(SequencerSettings().database_url, pool_size=1)
+    if db.dialect != "postgresql":
+        await db.dispose()
+        pytest.skip("SQLite has no server to close a connection")
+    async with db.engine.connect() as connection:
+        first = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+
+    # The server ends the pooled connection while it sits idle, as a restart or an idle timeout would.
+    other = Database(SequencerSettings().database_url, pool_size=1)
+    async with other.engine.connect() as connection:
+        await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+    await other.dispose()
+
+    async with db.engine.connect() as connection:
+        second = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    assert second != first
     await db.dispose()
