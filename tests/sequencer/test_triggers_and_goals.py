@@ -363,6 +363,12 @@ async def test_wait_for_event_ends_early(api, runtime: Runtime, sink: Sink) -> N
     await client.post(f"/sequences/{sequence_id}/enrollments", json={"contact_id": contact_id})
     await live_through(runtime, START, sequence_id=sequence_id)
 
+    # An event the wait does not name leaves it waiting.
+    clock.freeze(START + timedelta(hours=2))
+    await deliver(runtime, "contact.event_recorded", timeline_event(contact_id, "page_viewed", {"path": "/pricing"}))
+    await live_through(runtime, START + timedelta(hours=2), sequence_id=sequence_id)
+    assert [message["Subject"] for message in sink.handler.to("downloader@example.com")] == ["Did you see the demo?"]
+
     clock.freeze(START + timedelta(hours=5))
     await deliver(runtime, "contact.event_recorded", timeline_event(contact_id, "content_downloaded", {"asset": "ebook"}))
     await live_through(runtime, START + timedelta(hours=5), sequence_id=sequence_id)

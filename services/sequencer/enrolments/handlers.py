@@ -32,7 +32,7 @@ from services.sequencer.enrolments.service import (
 from services.sequencer.enrolments.wakeups import Wakeup, attach_queue, wake_after_commit
 from services.sequencer.facts import service as facts
 from services.sequencer.facts.models import ContactFact
-from services.sequencer.sequences import goal_reached
+from services.sequencer.sequences import SequenceDefinition, goal_reached
 from services.sequencer.sequences.schema import (
     EventGoal,
     EventTrigger,
@@ -80,7 +80,7 @@ async def on_event_recorded(session: AsyncSession, envelope: EventEnvelope, ctx:
     enrolments = await active_enrolments(session, event.contact_id)
     if enrolments:
         await _meet_event_goals(session, event, enrolments, now)
-        await _end_event_waits(session, event, now)
+        await _end_event_waits(session, event, enrolments, now)
     await _enrol_on_event(session, event, ctx, now)
 
 
@@ -110,8 +110,19 @@ async def _meet_event_goals(
             await exit_enrolment(session, enrolment, "goal_reached", now)
 
 
-async def _end_event_waits(session: AsyncSession, event: topics.TimelineEvent, now: datetime) -> None:
+async def _end_event_waits(
+    session: AsyncSession, event: topics.TimelineEvent, enrolments: list[Enrolment], now: datetime
+) -> None:
     """Wake the waits for an event that this event matches, so their enrolments move on now."""
+    # Most events match no wait of the contact's sequences (every email sent comes back as one), so
+    # the definitions are checked before the database is queried.
+    for enrolment in enrolments:
+        definition = await load_definition(session, enrolment.sequence_id, enrolment.version)
+        if _waits_for(definition, event):
+            break
+    else:
+        return
+
     query = (
         select(StepRun, Enrolment)
         .join(Enrolment, col(Enrolment.id) == col(StepRun.enrolment_id))
@@ -128,6 +139,15 @@ async def _end_event_waits(session: AsyncSession, event: topics.TimelineEvent, n
             run.wake_revision += 1
             run.outcome = f"event:{event.id}"[:64]
             wake_after_commit(session, Wakeup(run.id or 0, run.wake_revision, now))
+
+
+def _waits_for(definition: SequenceDefinition, event: topics.TimelineEvent) -> bool:
+    """Return whether a step of the sequence waits for an event that `event` matches."""
+    for _, step in definition.iter_steps():
+        wait = step.wait
+        if wait is not None and wait.until_event is not None and wait.until_event.matches(event.type, event.properties):
+            return True
+    return False
 
 
 async def _enrol_on_event(session: AsyncSession, event: topics.TimelineEvent, ctx: Context, now: datetime) -> None:
