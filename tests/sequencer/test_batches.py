@@ -193,6 +193,37 @@ async def test_group_commit_joins_waiting_items() -> None:
     assert groups == [[1], [2, 3, 4]]
 
 
+async def test_group_commit_lingers_for_more_items() -> None:
+    groups: list[list[int]] = []
+
+    async def write(items: list[int]) -> list[int]:
+        groups.append(items)
+        return items
+
+    # The linger outlasts the test, so only a full group can start the write.
+    commits: GroupCommit[int, int] = GroupCommit(write, linger_s=600, max_items=3)
+    first = asyncio.ensure_future(commits.submit(1))
+    await asyncio.sleep(0.02)
+    assert groups == []
+
+    rest = [asyncio.ensure_future(commits.submit(number)) for number in (2, 3)]
+    answers = await asyncio.wait_for(asyncio.gather(first, *rest), 10)
+    assert answers == [1, 2, 3]
+    assert groups == [[1, 2, 3]]
+
+
+async def test_group_commit_writes_lone_item_after_linger() -> None:
+    groups: list[list[int]] = []
+
+    async def write(items: list[int]) -> list[int]:
+        groups.append(items)
+        return items
+
+    commits: GroupCommit[int, int] = GroupCommit(write, linger_s=0.05, max_items=3)
+    assert await asyncio.wait_for(commits.submit(4), 10) == 4
+    assert groups == [[4]]
+
+
 async def test_group_commit_failure_fails_group() -> None:
     async def write(items: list[int]) -> list[int]:
         raise RuntimeError("database gone")
