@@ -3,6 +3,7 @@
 import base64
 import json
 import uuid
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -11,12 +12,16 @@ from sqlmodel import select
 from services.cli.supervisor import free_port
 from services.gateway.tracking.models import TrackingHit
 from services.gateway.tracking.pages import PIXEL_GIF, unsubscribe_page
+from services.kit import clock
 from services.kit.db import Database
 from services.kit.http import ServiceClient
 from services.kit.problems import PROBLEM_MEDIA_TYPE
 from services.kit.tokens import TokenSigner
 
 from .conftest import Gateway, unique_email
+
+# The backoff after a row's first failed attempt: 2 ** attempts seconds.
+RETRY_AFTER_FIRST_FAILURE_S = 2
 
 
 @pytest.fixture
@@ -264,12 +269,18 @@ async def test_unsubscribe_waits_out_contacts_outage(gateway: Gateway) -> None:
 
     async with gateway.app.state.db.session() as session:
         [row] = (await session.exec(select(TrackingHit).where(TrackingHit.contact_id == contact_id))).all()
-    outcome = await gateway.deliverer().deliver("tracking_hit", row.id)
+    # The failed attempt scheduled a retry, which the sweep runs once it is due.
+    clock.advance(timedelta(seconds=RETRY_AFTER_FIRST_FAILURE_S + 1))
+    await gateway.deliverer().sweep()
+    async with gateway.app.state.db.session() as session:
+        retried = await session.get(TrackingHit, row.id)
 
     assert response.status_code == 200
     assert before == "subscribed"
     assert row.state == "pending"
-    assert outcome == "delivered"
+    assert row.attempts == 1
+    assert retried is not None
+    assert retried.state == "delivered"
     assert (await consent(gateway, contact_id))["consent"]["status"] == "unsubscribed"  # type: ignore[index]
 
 

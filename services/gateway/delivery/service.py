@@ -2,7 +2,8 @@
 
 A new row gets a job on the gateway's queue at once. The job and the periodic sweep both claim a
 row by moving its `next_attempt_at` forward with a compare-and-set, so only one of them runs it at
-a time. Every step is idempotent (timeline events carry a fixed id, consent is set to a value), so
+a time. A job also claims the table's other new rows, so a burst of tracking hits or webhook
+events reaches the contacts service as a few batch requests instead of one request per row. Every step is idempotent (timeline events carry a fixed id, consent is set to a value), so
 a step repeated after a crash changes nothing. A transient failure (contacts down, 5xx, timeout)
 schedules another attempt with exponential backoff; a permanent one (4xx) marks the row failed.
 """
@@ -34,6 +35,8 @@ SWEEP_GRACE = timedelta(seconds=10)
 # How long a claimed row stays away from other deliverers while its steps run.
 CLAIM_LEASE = timedelta(seconds=60)
 SWEEP_BATCH = 100
+# New rows one job claims and delivers together; the contacts service takes up to 1,000 events a request.
+NEW_ROWS_BATCH = 100
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 
@@ -98,7 +101,19 @@ class Deliverer:
         self.max_backoff_s = max_backoff_s
 
     async def deliver(self, table: str, row_id: str) -> str:
-        """Deliver one row if it is pending and not claimed; return the outcome for logs and tests."""
+        """Deliver a new row with the table's other new rows; return this row's outcome for logs and tests."""
+        model = self.models[table]
+        claimed = await self._claim_new(model, row_id)
+        if not claimed:
+            return await self._state_of(model, row_id)
+
+        outcomes = await self._run_claimed(model, table, claimed)
+        if row_id not in outcomes:
+            return await self._state_of(model, row_id)
+        return outcomes[row_id]
+
+    async def deliver_due(self, table: str, row_id: str) -> str:
+        """Deliver one row that the sweep found due, if it is pending and not claimed."""
         model = self.models[table]
         async with self.db.session() as session:
             row = await session.get(model, row_id)
@@ -108,14 +123,10 @@ class Deliverer:
 
         if not await self._claim(model, row_id, seen):
             return "claimed_elsewhere"
-        try:
-            for step in steps:
-                await self.run_step(step)
-        except StepFailed as failure:
-            return await self._record_failure(model, table, row_id, failure)
-        await self._set(model, row_id, state="delivered", delivered_at=clock.now(), last_error=None)
-        log.info("delivery.delivered", table=table, row_id=row_id)
-        return "delivered"
+        outcome = await self._run_steps(model, table, row_id, steps)
+        if outcome == "delivered":
+            await self._mark_delivered(model, table, [row_id])
+        return outcome
 
     async def sweep(self) -> int:
         """Deliver pending rows that are due (their job was lost or their retry time came)."""
@@ -130,9 +141,107 @@ class Deliverer:
                 )
                 row_ids = list((await session.exec(query)).all())
             for row_id in row_ids:
-                if await self.deliver(table, row_id) == "delivered":
+                if await self.deliver_due(table, row_id) == "delivered":
                     delivered += 1
         return delivered
+
+    async def _claim_new(self, model: type[DeliveryColumns], row_id: str) -> dict[str, list[dict[str, Any]]]:
+        """Claim `row_id` and other rows never attempted, and return the steps of each row claimed.
+
+        Only a row with no attempt is taken, so a row that the sweep or another job claimed, or
+        that waits for its retry, stays with them.
+        """
+        columns: Any = model
+        async with self.db.session() as session:
+            others = (
+                select(columns.id)
+                .where(columns.state == "pending", columns.attempts == 0, columns.id != row_id)
+                .order_by(columns.next_attempt_at)
+                .limit(NEW_ROWS_BATCH - 1)
+            )
+            row_ids = [row_id, *(await session.exec(others)).all()]
+            statement = (
+                update(model)
+                .where(columns.id.in_(row_ids), columns.state == "pending", columns.attempts == 0)
+                .values(next_attempt_at=clock.now() + CLAIM_LEASE, attempts=columns.attempts + 1)
+                .returning(columns.id, columns.steps)
+            )
+            claimed = {claimed_id: list(steps) for claimed_id, steps in (await session.exec(statement)).all()}
+            await session.commit()
+        return claimed
+
+    async def _state_of(self, model: type[DeliveryColumns], row_id: str) -> str:
+        async with self.db.session() as session:
+            row = await session.get(model, row_id)
+        if row is None:
+            return "absent"
+        return "claimed_elsewhere" if row.state == "pending" else row.state
+
+    async def _run_claimed(self, model: type[DeliveryColumns], table: str, claimed: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
+        """Run the claimed rows' steps: the rows that only store an event go as batch requests, the others alone."""
+        outcomes: dict[str, str] = {}
+        events: dict[str, dict[str, Any]] = {}
+        for row_id, steps in claimed.items():
+            event = _single_event(steps)
+            if event is not None:
+                events[row_id] = event
+            else:
+                outcomes[row_id] = await self._run_steps(model, table, row_id, steps)
+
+        if events:
+            outcomes.update(await self._store_events(model, table, events))
+        await self._mark_delivered(model, table, [row_id for row_id, outcome in outcomes.items() if outcome == "delivered"])
+        return outcomes
+
+    async def _store_events(self, model: type[DeliveryColumns], table: str, events: dict[str, dict[str, Any]]) -> dict[str, str]:
+        """Send the rows' events in one batch request and record each row's result.
+
+        When the request as a whole fails, each row runs alone, so each gets its own retry or failure.
+        """
+        row_ids = list(events)
+        try:
+            answer = await self.contacts.request("POST", "/events/batch", json={"events": [events[row_id] for row_id in row_ids]})
+        except Problem as problem:
+            log.warning("delivery.batch_failed", table=table, rows=len(row_ids), status=problem.status, error=problem.detail)
+            return {row_id: await self._run_steps(model, table, row_id, [_events_step(events[row_id])]) for row_id in row_ids}
+
+        outcomes: dict[str, str] = {}
+        results = {item["index"]: item for item in answer.get("items", [])}
+        for index, row_id in enumerate(row_ids):
+            item = results.get(index)
+            if item is None:
+                failure = StepFailed("contacts returned no result for the event", transient=True)
+                outcomes[row_id] = await self._record_failure(model, table, row_id, failure)
+            elif item.get("status") in ("stored", "duplicate"):
+                outcomes[row_id] = "delivered"
+            else:
+                error = item.get("error") or {}
+                status = int(error.get("status", 422))
+                transient = status >= 500 or status in _TRANSIENT_STATUSES
+                failure = StepFailed(f"contacts returned {status}: {error.get('detail', '')}", transient=transient)
+                outcomes[row_id] = await self._record_failure(model, table, row_id, failure)
+        return outcomes
+
+    async def _run_steps(self, model: type[DeliveryColumns], table: str, row_id: str, steps: list[dict[str, Any]]) -> str:
+        """Run a claimed row's steps in order; record a failure, and return `delivered` when all succeeded."""
+        try:
+            for step in steps:
+                await self.run_step(step)
+        except StepFailed as failure:
+            return await self._record_failure(model, table, row_id, failure)
+        return "delivered"
+
+    async def _mark_delivered(self, model: type[DeliveryColumns], table: str, row_ids: list[str]) -> None:
+        if not row_ids:
+            return
+        columns: Any = model
+        async with self.db.session() as session:
+            await session.exec(
+                update(model).where(columns.id.in_(row_ids)).values(state="delivered", delivered_at=clock.now(), last_error=None)
+            )
+            await session.commit()
+        for row_id in row_ids:
+            log.info("delivery.delivered", table=table, row_id=row_id)
 
     async def run_step(self, step: dict[str, Any]) -> None:
         """Run one step; raise `StepFailed` saying whether a retry may help."""
@@ -193,3 +302,18 @@ class Deliverer:
         async with self.db.session() as session:
             await session.exec(update(model).where(model.id == row_id).values(**values))  # type: ignore[attr-defined]
             await session.commit()
+
+
+def _single_event(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Return the event of a row whose only step stores one event on the contacts service, else None."""
+    if len(steps) != 1:
+        return None
+    [step] = steps
+    is_event = step.get("call") == "contacts" and step.get("method") == "POST" and step.get("path") == "/events"
+    if not is_event or step.get("params") or not isinstance(step.get("json"), dict):
+        return None
+    return dict(step["json"])
+
+
+def _events_step(event: dict[str, Any]) -> dict[str, Any]:
+    return contacts_step("POST", "/events", event)
