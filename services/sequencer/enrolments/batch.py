@@ -67,8 +67,7 @@ from services.sequencer.templates.models import Template
 # The contacts service accepts at most this many contacts per sendability request.
 CONSENT_QUERY_SIZE = 500
 
-# How long the outcomes of sent emails wait for others before they are written, and how many make a group.
-OUTCOME_LINGER_S = 0.02
+# How many outcomes of sent emails make a full group, written without waiting for more.
 OUTCOME_GROUP_SIZE = 64
 
 # Claim releases and handed-over sends that outlive a cancelled batch, which `finish_releases` waits for.
@@ -456,10 +455,16 @@ async def _insert_messages(session: AsyncSession, rows: list[dict[str, Any]]) ->
 # --- delivery ---------------------------------------------------------------------------------------
 
 
-async def finish_releases() -> None:
-    """Wait until the claims of cancelled sends are released and the handed-over sends are finished."""
+async def finish_releases(runtime: Runtime) -> None:
+    """Wait until the claims of cancelled sends are released and the handed-over sends are finished.
+
+    Then write the outcomes still waiting in their group. Without them a message would stay
+    `awaiting_reply`, and the next run would take a rejected or deferred email for sent.
+    """
     while _releasing:
         await asyncio.gather(*list(_releasing), return_exceptions=True)
+    if isinstance(runtime.groups, _Groups):
+        await runtime.groups.outcomes.flush()
 
 
 async def _deliver(runtime: Runtime, groups: "_Groups", delivery: Delivery) -> str:
@@ -527,6 +532,12 @@ class GroupCommit(Generic[Item, Answer]):
         self._waiting: list[tuple[Item, asyncio.Future[Answer]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._full = asyncio.Event()
+        self._flushing = False
+
+    @property
+    def pending(self) -> int:
+        """The number of items waiting for a write."""
+        return len(self._waiting)
 
     async def submit(self, item: Item) -> Answer:
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
@@ -536,6 +547,16 @@ class GroupCommit(Generic[Item, Answer]):
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._drain())
         return await future
+
+    async def flush(self) -> None:
+        """Write the waiting items now, skipping the linger, and return once every write is done."""
+        self._flushing = True
+        self._full.set()
+        try:
+            while self._writer is not None:
+                await asyncio.shield(self._writer)
+        finally:
+            self._flushing = False
 
     async def _drain(self) -> None:
         try:
@@ -563,7 +584,7 @@ class GroupCommit(Generic[Item, Answer]):
     async def _gather(self) -> None:
         """Wait for the next write's items: those ready in this turn of the loop, then those of the linger."""
         await asyncio.sleep(0)
-        if self._linger_s <= 0 or self._full.is_set():
+        if self._linger_s <= 0 or self._flushing or self._full.is_set():
             return
         try:
             await asyncio.wait_for(self._full.wait(), self._linger_s)
@@ -577,12 +598,13 @@ class _Groups:
     The batches running at once share them, so their emails make larger transactions instead of more.
     """
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, outcome_linger_s: float = 0.02) -> None:
+        """`outcome_linger_s` is how long an outcome waits for others before the group is written."""
         self.hand_overs: GroupCommit[int, bool] = GroupCommit(lambda ids: _hand_over(runtime, ids))
         # An SMTP connection is free again before its outcome is written, so outcomes wait a little
         # to be written in larger groups, with fewer statements for each email.
         self.outcomes: GroupCommit[tuple[Delivery, SendResult], str] = GroupCommit(
-            lambda items: _record_outcomes(runtime, items), linger_s=OUTCOME_LINGER_S, max_items=OUTCOME_GROUP_SIZE
+            lambda items: _record_outcomes(runtime, items), linger_s=outcome_linger_s, max_items=OUTCOME_GROUP_SIZE
         )
 
 

@@ -105,7 +105,7 @@ class StepBatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await finish_releases()
+        await finish_releases(self.runtime)
         for futures in self._waiting.values():
             for future in futures:
                 future.cancel()
