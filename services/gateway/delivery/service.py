@@ -100,10 +100,13 @@ class Deliverer:
         self.provider_http = provider_http
         self.max_backoff_s = max_backoff_s
 
-    async def deliver(self, table: str, row_id: str) -> str:
-        """Deliver a new row with the table's other new rows; return this row's outcome for logs and tests."""
+    async def deliver(self, table: str, row_id: str, *, together: bool = True) -> str:
+        """Deliver a new row with the table's other new rows; return this row's outcome for logs and tests.
+
+        With `together` false only the row itself is taken, for a caller that waits on it.
+        """
         model = self.models[table]
-        claimed = await self._claim_new(model, row_id)
+        claimed = await self._claim_new(model, row_id, NEW_ROWS_BATCH if together else 1)
         if not claimed:
             return await self._state_of(model, row_id)
 
@@ -121,6 +124,9 @@ class Deliverer:
                 return "absent" if row is None else row.state
             steps, seen = list(row.steps), row.next_attempt_at
 
+        # A job may have leased the row since the sweep listed it, which moved its next attempt on.
+        if seen > clock.now():
+            return "claimed_elsewhere"
         if not await self._claim(model, row_id, seen):
             return "claimed_elsewhere"
         outcome = await self._run_steps(model, table, row_id, steps)
@@ -145,8 +151,8 @@ class Deliverer:
                     delivered += 1
         return delivered
 
-    async def _claim_new(self, model: type[DeliveryColumns], row_id: str) -> dict[str, list[dict[str, Any]]]:
-        """Claim `row_id` and other rows never attempted, and return the steps of each row claimed.
+    async def _claim_new(self, model: type[DeliveryColumns], row_id: str, limit: int) -> dict[str, list[dict[str, Any]]]:
+        """Claim `row_id` and other rows never attempted, `limit` in all, and return the steps of each row claimed.
 
         Only a row with no attempt is taken, so a row that the sweep or another job claimed, or
         that waits for its retry, stays with them.
@@ -157,9 +163,9 @@ class Deliverer:
                 select(columns.id)
                 .where(columns.state == "pending", columns.attempts == 0, columns.id != row_id)
                 .order_by(columns.next_attempt_at)
-                .limit(NEW_ROWS_BATCH - 1)
+                .limit(limit - 1)
             )
-            row_ids = [row_id, *(await session.exec(others)).all()]
+            row_ids = [row_id, *(await session.exec(others)).all()] if limit > 1 else [row_id]
             statement = (
                 update(model)
                 .where(columns.id.in_(row_ids), columns.state == "pending", columns.attempts == 0)
@@ -196,13 +202,18 @@ class Deliverer:
     async def _store_events(self, model: type[DeliveryColumns], table: str, events: dict[str, dict[str, Any]]) -> dict[str, str]:
         """Send the rows' events in one batch request and record each row's result.
 
-        When the request as a whole fails, each row runs alone, so each gets its own retry or failure.
+        When the contacts service is down or busy, every row gets a retry without another request.
+        When it rejects the request as a whole, each row runs alone, so each gets its own result.
         """
         row_ids = list(events)
         try:
             answer = await self.contacts.request("POST", "/events/batch", json={"events": [events[row_id] for row_id in row_ids]})
         except Problem as problem:
+            transient = problem.status >= 500 or problem.status in _TRANSIENT_STATUSES
             log.warning("delivery.batch_failed", table=table, rows=len(row_ids), status=problem.status, error=problem.detail)
+            if transient:
+                failure = StepFailed(f"contacts returned {problem.status}: {problem.detail}", transient=True)
+                return {row_id: await self._record_failure(model, table, row_id, failure) for row_id in row_ids}
             return {row_id: await self._run_steps(model, table, row_id, [_events_step(events[row_id])]) for row_id in row_ids}
 
         outcomes: dict[str, str] = {}

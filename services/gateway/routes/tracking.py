@@ -99,7 +99,7 @@ async def unsubscribe(token: Token, request: Request) -> HTMLResponse:
         state.db, DELIVERY_MODELS, contacts=state.clients["contacts"], provider_http=None,
         max_backoff_s=state.settings.delivery_max_backoff_s,
     )
-    await deliverer.deliver(TRACKING_TABLE, row_id)
+    await deliverer.deliver(TRACKING_TABLE, row_id, together=False)
     return pages.unsubscribe_page(request.url.path, done=True)
 
 
