@@ -120,3 +120,32 @@ async def test_unsubscribe_page_delivers_only_its_row(gateway: Gateway) -> None:
     assert by_kind["open"].id == waiting
     assert by_kind["open"].state == "pending"
     assert by_kind["open"].attempts == 0
+
+
+async def test_outage_stops_rows_run_alone(gateway: Gateway) -> None:
+    contact_id = await new_contact(gateway)
+    row_ids = [(await open_link(gateway, contact_id))[1] for _ in range(3)]
+    # Query parameters keep a row out of the batch request, so each of these runs alone.
+    async with gateway.app.state.db.session() as session:
+        for row_id in row_ids:
+            row = await session.get(TrackingHit, row_id)
+            assert row is not None
+            row.steps = [{**row.steps[0], "params": {"source": "test"}}]
+            session.add(row)
+        await session.commit()
+    unreachable = ServiceClient("contacts", f"http://127.0.0.1:{free_port()}", internal_token=gateway.app.state.settings.internal_token)
+    contacts = RecordingContacts(unreachable)
+
+    try:
+        outcome = await deliverer(gateway, contacts).deliver("tracking_hit", row_ids[0])
+    finally:
+        await unreachable.aclose()
+    rows = [await stored_hit(gateway, row_id) for row_id in row_ids]
+
+    assert outcome == "retry"
+    # Other tests' new rows may join the delivery, and they are not attempted either.
+    assert sum(contacts.sent.values()) == 1
+    assert sum(contacts.sent[row_id] for row_id in row_ids) == 1
+    assert [row.attempts for row in rows] == [1, 1, 1]
+    assert all(row.state == "pending" for row in rows)
+    assert all(row.last_error for row in rows)

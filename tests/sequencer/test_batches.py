@@ -193,15 +193,20 @@ async def test_group_commit_joins_waiting_items() -> None:
     assert groups == [[1], [2, 3, 4]]
 
 
-async def test_group_commit_lingers_for_more_items() -> None:
+def lingering_commit(linger_s: float, max_items: int) -> tuple[GroupCommit[int, int], list[list[int]]]:
+    """Return a group commit whose write echoes its items, and the list of the groups it wrote."""
     groups: list[list[int]] = []
 
     async def write(items: list[int]) -> list[int]:
         groups.append(items)
         return items
 
+    return GroupCommit(write, linger_s=linger_s, max_items=max_items), groups
+
+
+async def test_group_commit_lingers_for_more_items() -> None:
     # The linger outlasts the test, so only a full group can start the write.
-    commits: GroupCommit[int, int] = GroupCommit(write, linger_s=600, max_items=3)
+    commits, groups = lingering_commit(600, 3)
     first = asyncio.ensure_future(commits.submit(1))
     await asyncio.sleep(0.02)
     assert groups == []
@@ -213,15 +218,22 @@ async def test_group_commit_lingers_for_more_items() -> None:
 
 
 async def test_group_commit_writes_lone_item_after_linger() -> None:
-    groups: list[list[int]] = []
+    commits, groups = lingering_commit(0.05, 3)
 
-    async def write(items: list[int]) -> list[int]:
-        groups.append(items)
-        return items
-
-    commits: GroupCommit[int, int] = GroupCommit(write, linger_s=0.05, max_items=3)
     assert await asyncio.wait_for(commits.submit(4), 10) == 4
     assert groups == [[4]]
+
+
+async def test_group_commit_flush_skips_linger() -> None:
+    commits, groups = lingering_commit(600, 3)
+    waiting = asyncio.ensure_future(commits.submit(5))
+    await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(commits.flush(), 10)
+
+    assert groups == [[5]]
+    assert commits.pending == 0
+    assert await waiting == 5
 
 
 async def test_group_commit_failure_fails_group() -> None:

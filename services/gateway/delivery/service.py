@@ -3,8 +3,9 @@
 A new row gets a job on the gateway's queue at once. The job and the periodic sweep both claim a
 row by moving its `next_attempt_at` forward with a compare-and-set, so only one of them runs it at
 a time. A job also claims the table's other new rows, so a burst of tracking hits or webhook
-events reaches the contacts service as a few batch requests instead of one request per row. Every step is idempotent (timeline events carry a fixed id, consent is set to a value), so
-a step repeated after a crash changes nothing. A transient failure (contacts down, 5xx, timeout)
+events reaches the contacts service as a few batch requests instead of one request per row. Every
+step is idempotent (timeline events carry a fixed id, consent is set to a value), so a step
+repeated after a crash changes nothing. A transient failure (contacts down, 5xx, timeout)
 schedules another attempt with exponential backoff; a permanent one (4xx) marks the row failed.
 """
 
@@ -187,14 +188,24 @@ class Deliverer:
         """Run the claimed rows' steps: the rows that only store an event go as batch requests, the others alone."""
         outcomes: dict[str, str] = {}
         events: dict[str, dict[str, Any]] = {}
+        unavailable: StepFailed | None = None
         for row_id, steps in claimed.items():
             event = _single_event(steps)
             if event is not None:
                 events[row_id] = event
+            elif unavailable is not None:
+                # Once a call failed in a way a retry may cure, the next rows retry later too, so a
+                # service that is down costs one timeout per job instead of one per row.
+                outcomes[row_id] = await self._record_failure(model, table, row_id, unavailable)
             else:
                 outcomes[row_id] = await self._run_steps(model, table, row_id, steps)
+                if outcomes[row_id] == "retry":
+                    unavailable = StepFailed("not attempted: a call for another row of the same delivery failed", transient=True)
 
-        if events:
+        if events and unavailable is not None:
+            for row_id in events:
+                outcomes[row_id] = await self._record_failure(model, table, row_id, unavailable)
+        elif events:
             outcomes.update(await self._store_events(model, table, events))
         await self._mark_delivered(model, table, [row_id for row_id, outcome in outcomes.items() if outcome == "delivered"])
         return outcomes
@@ -217,7 +228,8 @@ class Deliverer:
             return {row_id: await self._run_steps(model, table, row_id, [_events_step(events[row_id])]) for row_id in row_ids}
 
         outcomes: dict[str, str] = {}
-        results = {item["index"]: item for item in answer.get("items", [])}
+        items = answer.get("items", []) if isinstance(answer, dict) else []
+        results = {item["index"]: item for item in items if isinstance(item, dict) and "index" in item}
         for index, row_id in enumerate(row_ids):
             item = results.get(index)
             if item is None:
