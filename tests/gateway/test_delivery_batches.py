@@ -85,16 +85,22 @@ async def test_sweep_skips_row_leased_by_job(gateway: Gateway) -> None:
     assert sweep_contacts.sent[second] == 0
 
 
+async def deliver_while_contacts_down(gateway: Gateway, row_id: str) -> tuple[str, RecordingContacts]:
+    """Run a delivery job for `row_id` against a contacts address where nothing listens."""
+    settings = gateway.app.state.settings
+    unreachable = ServiceClient("contacts", f"http://127.0.0.1:{free_port()}", internal_token=settings.internal_token)
+    contacts = RecordingContacts(unreachable)
+    try:
+        outcome = await deliverer(gateway, contacts).deliver("tracking_hit", row_id)
+    finally:
+        await unreachable.aclose()
+    return outcome, contacts
+
+
 async def test_outage_retries_rows_without_more_requests(gateway: Gateway) -> None:
     contact_id = await new_contact(gateway)
     row_ids = [(await open_link(gateway, contact_id))[1] for _ in range(3)]
-    unreachable = ServiceClient("contacts", f"http://127.0.0.1:{free_port()}", internal_token=gateway.app.state.settings.internal_token)
-    contacts = RecordingContacts(unreachable)
-
-    try:
-        outcome = await deliverer(gateway, contacts).deliver("tracking_hit", row_ids[0])
-    finally:
-        await unreachable.aclose()
+    outcome, contacts = await deliver_while_contacts_down(gateway, row_ids[0])
     rows = [await stored_hit(gateway, row_id) for row_id in row_ids]
 
     assert outcome == "retry"
@@ -133,13 +139,7 @@ async def test_outage_stops_rows_run_alone(gateway: Gateway) -> None:
             row.steps = [{**row.steps[0], "params": {"source": "test"}}]
             session.add(row)
         await session.commit()
-    unreachable = ServiceClient("contacts", f"http://127.0.0.1:{free_port()}", internal_token=gateway.app.state.settings.internal_token)
-    contacts = RecordingContacts(unreachable)
-
-    try:
-        outcome = await deliverer(gateway, contacts).deliver("tracking_hit", row_ids[0])
-    finally:
-        await unreachable.aclose()
+    outcome, contacts = await deliver_while_contacts_down(gateway, row_ids[0])
     rows = [await stored_hit(gateway, row_id) for row_id in row_ids]
 
     assert outcome == "retry"
