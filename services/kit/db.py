@@ -105,7 +105,7 @@ def _check_alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     try:
         dbapi_connection.run_async(lambda connection: connection.fetchrow(";"))
     except Exception as error:
-        raise DisconnectionError(f"pooled connection failed its check: {error!r}") from error
+        raise DisconnectionError(f"pooled connection check failed, so the pool opens a new one: {error!r}") from error
 
 
 class Database:

@@ -520,7 +520,7 @@ class GroupCommit(Generic[Item, Answer]):
     The first item starts a write at once; items that arrive while it runs wait for the next one.
     So a quiet moment costs no delay, and a busy one makes the transactions larger instead of more.
     With `linger_s`, each write first waits that long for more items, unless `max_items` are
-    already waiting. That suits writes whose delay holds up no one, and makes their groups larger.
+    already waiting. That suits writes no caller waits on, and makes their groups larger.
     """
 
     def __init__(
@@ -599,7 +599,7 @@ class _Groups:
     """
 
     def __init__(self, runtime: Runtime, *, outcome_linger_s: float = 0.02) -> None:
-        """`outcome_linger_s` is how long an outcome waits for others before the group is written."""
+        """Create the group commits. `outcome_linger_s` is how long an outcome waits for others to join its group."""
         self.hand_overs: GroupCommit[int, bool] = GroupCommit(lambda ids: _hand_over(runtime, ids))
         # An SMTP connection is free again before its outcome is written, so outcomes wait a little
         # to be written in larger groups, with fewer statements for each email.
