@@ -7,7 +7,8 @@ nothing reads a clock or a database.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -211,38 +212,91 @@ def compute_score(
     pattern row whose rule grants positive points. Sums use math.fsum, which rounds correctly, so
     the order of `entries` does not change the result.
     """
-    moment = parse_time(now, "now")
-    ordered = sorted(_checked(entries, "entries"), key=_entry_order)
-    rules = _event_rules(rule_set)
-    scored: list[EntryScore] = []
-    linear_points: list[int] = []
-    linear_spec: LinearDecay | None = None
-    for entry in ordered:
-        decay = None if entry.kind is RuleKind.FIT else _effective_decay(rule_set, rules.get(entry.rule))
+    return ScoreTally(rule_set, entries, now=now).breakdown(last_activity_at=last_activity_at)
+
+
+class ScoreTally:
+    """The parts of a contact's score at one instant, kept so that new ledger entries are added cheaply.
+
+    A busy contact's ledger holds thousands of rows, and each event adds one or two. Adding them to
+    a tally costs in proportion to the new rows, where adding up the ledger again costs in
+    proportion to all of them, on every event. `breakdown()` equals what `compute_score` returns
+    for the same rows.
+    """
+
+    def __init__(self, rule_set: RuleSet, entries: Iterable[LedgerEntry], *, now: datetime) -> None:
+        # The sort is stable, so rows with equal keys keep the order they came in, as `add` keeps it.
+        keyed = [(_entry_order(entry), entry) for entry in _checked(entries, "entries")]
+        keyed.sort(key=lambda pair: pair[0])
+        self._start(rule_set, now, [key for key, _ in keyed], [entry for _, entry in keyed])
+
+    def at(self, now: datetime) -> ScoreTally:
+        """Return a tally of the same entries at another instant, without checking and sorting them again."""
+        tally = ScoreTally.__new__(ScoreTally)
+        tally._start(self.rule_set, now, list(self._keys), [item.entry for item in self._scored])
+        return tally
+
+    def _start(self, rule_set: RuleSet, now: datetime, keys: list[tuple[object, ...]], ordered: list[LedgerEntry]) -> None:
+        self.rule_set = rule_set
+        self.now = parse_time(now, "now")
+        self._rules = _event_rules(rule_set)
+        self._keys = keys
+        self._fit = 0
+        self._engagement_before_decay = 0
+        self._engagement_points: list[float] = []
+        self._linear_points: list[int] = []
+        self._linear: LinearDecay | None = None
+        self._last_activity: datetime | None = None
+        self._breakdown: ScoreBreakdown | None = None
+        self._scored = [self._count(entry) for entry in ordered]
+
+    def add(self, entries: Iterable[LedgerEntry]) -> None:
+        """Add new ledger entries, each after the entries already there with an equal sort key."""
+        for entry in _checked(entries, "entries"):
+            key = _entry_order(entry)
+            index = bisect_right(self._keys, key)
+            self._keys.insert(index, key)
+            self._scored.insert(index, self._count(entry))
+        self._breakdown = None
+
+    def breakdown(self, *, last_activity_at: datetime | None = None) -> ScoreBreakdown:
+        """Return the score of the entries added so far; see `compute_score`."""
+        if last_activity_at is None and self._breakdown is not None:
+            return self._breakdown
+
+        activity = self._last_activity if last_activity_at is None else parse_time(last_activity_at, "last_activity_at")
+        linear_decay = _linear_decay(self._linear, math.fsum(self._linear_points), activity, self.now)
+        engagement = math.fsum([*self._engagement_points, linear_decay])
+        breakdown = ScoreBreakdown(
+            total=_round(self._fit + engagement),
+            fit=self._fit,
+            engagement=_round(engagement),
+            engagement_before_decay=self._engagement_before_decay,
+            linear_decay=_round(linear_decay),
+            entries=tuple(self._scored),
+        )
+        if last_activity_at is None:
+            self._breakdown = breakdown
+        return breakdown
+
+    def _count(self, entry: LedgerEntry) -> EntryScore:
+        """Add one entry to the sums and return what it is worth now."""
+        if entry.kind is RuleKind.FIT:
+            self._fit += entry.points
+            return EntryScore(entry=entry, current_points=float(entry.points))
+
+        decay = _effective_decay(self.rule_set, self._rules.get(entry.rule))
         if isinstance(decay, LinearDecay):
-            linear_points.append(entry.points)
-            linear_spec = decay
-        scored.append(EntryScore(entry=entry, current_points=_decayed(entry, decay, moment)))
+            # Only the rule set has linear decay, so every such row carries the same spec.
+            self._linear_points.append(entry.points)
+            self._linear = decay
+        if entry.rule_points > 0 and (self._last_activity is None or entry.occurred_at > self._last_activity):
+            self._last_activity = entry.occurred_at
 
-    activity = last_activity_at if last_activity_at is not None else _last_activity(ordered)
-    if activity is not None:
-        activity = parse_time(activity, "last_activity_at")
-    linear_decay = _linear_decay(linear_spec, math.fsum(linear_points), activity, moment)
-    return _breakdown(scored, linear_decay)
-
-
-def _breakdown(scored: list[EntryScore], linear_decay: float) -> ScoreBreakdown:
-    fit = sum(item.entry.points for item in scored if item.entry.kind is RuleKind.FIT)
-    engagement_items = [item for item in scored if item.entry.kind is not RuleKind.FIT]
-    engagement = math.fsum([item.current_points for item in engagement_items] + [linear_decay])
-    return ScoreBreakdown(
-        total=_round(fit + engagement),
-        fit=fit,
-        engagement=_round(engagement),
-        engagement_before_decay=sum(item.entry.points for item in engagement_items),
-        linear_decay=_round(linear_decay),
-        entries=tuple(scored),
-    )
+        item = EntryScore(entry=entry, current_points=_decayed(entry, decay, self.now))
+        self._engagement_before_decay += entry.points
+        self._engagement_points.append(item.current_points)
+        return item
 
 
 def _decayed(entry: LedgerEntry, decay: object, now: datetime) -> float:
@@ -261,13 +315,6 @@ def _linear_decay(
     reduction = spec.points_per_day * max(0.0, idle_days - spec.grace_days)
     # Decay moves the points towards zero and never past it.
     return float(-math.copysign(min(abs(points), reduction), points))
-
-
-def _last_activity(entries: Sequence[LedgerEntry]) -> datetime | None:
-    times = [
-        entry.occurred_at for entry in entries if entry.kind is not RuleKind.FIT and entry.rule_points > 0
-    ]
-    return max(times, default=None)
 
 
 def _effective_decay(rule_set: RuleSet, rule: EventRule | None) -> object:

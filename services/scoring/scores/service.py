@@ -27,10 +27,11 @@ from services.scoring.rules import (
     LedgerTotals,
     PatternRule,
     Replay,
+    RuleSet,
     ScoreBreakdown,
+    ScoreTally,
     ScoringInputError,
     award,
-    compute_score,
     fit_changes,
     fit_points,
     match_event,
@@ -72,8 +73,10 @@ class ContactBook:
     scores: dict[str, ContactScore] = field(default_factory=dict)
     states: dict[str, ThresholdState] = field(default_factory=dict)
     _entries: dict[str, list[LedgerEntry]] = field(default_factory=dict)
-    # The last score computed per model, with the instant and rule set it was computed for.
-    computed: dict[str, tuple[datetime, object, ScoreBreakdown]] = field(default_factory=dict)
+    # Each model's score and cap totals, updated as entries are added, so that each event of a
+    # contact with a long ledger does not add up all of it again.
+    tallies: dict[str, ScoreTally] = field(default_factory=dict)
+    totals: dict[str, tuple[RuleSet, LedgerTotals]] = field(default_factory=dict)
 
     def entries(self, model: str) -> list[LedgerEntry]:
         """Return the ledger of one model as the rules library reads it."""
@@ -83,12 +86,17 @@ class ContactBook:
 
     def add_entries(self, model: str, entries: Sequence[LedgerEntry]) -> None:
         """Add new entries to the ledger of one model; `rows`, which only reports read, stays as loaded."""
-        self.computed.pop(model, None)
         self.entries(model).extend(entries)
+        if model in self.tallies:
+            self.tallies[model].add(entries)
+        if model in self.totals:
+            rule_set, totals = self.totals[model]
+            self.totals[model] = (rule_set, totals.plus(rule_set, entries))
 
     def replace_entries(self, model: str, entries: Sequence[LedgerEntry]) -> None:
         """Put a recomputed ledger in place; `rows` of the model are no longer read afterwards."""
-        self.computed.pop(model, None)
+        self.tallies.pop(model, None)
+        self.totals.pop(model, None)
         self.rows[model] = []
         self._entries[model] = list(entries)
 
@@ -213,15 +221,26 @@ def _entry_of(row: Any) -> LedgerEntry:
 def current_score(model: ActiveModel, book: ContactBook, now: datetime) -> ScoreBreakdown:
     """Return the contact's score under `model` at `now`, with decay applied.
 
-    The score after one event is the score before the next event of the same batch, which shares
-    `now`, so the book keeps the last one until its ledger changes.
+    The book keeps a tally of the score, to which each event's entries are added, and which the
+    next event moves to its own `now`.
     """
-    cached = book.computed.get(model.name)
-    if cached is not None and cached[0] == now and cached[1] is model.rule_set:
-        return cached[2]
-    breakdown = compute_score(model.rule_set, book.entries(model.name), now=now)
-    book.computed[model.name] = (now, model.rule_set, breakdown)
-    return breakdown
+    tally = book.tallies.get(model.name)
+    if tally is None or tally.rule_set is not model.rule_set:
+        tally = ScoreTally(model.rule_set, book.entries(model.name), now=now)
+    elif tally.now != now:
+        tally = tally.at(now)
+    book.tallies[model.name] = tally
+    return tally.breakdown()
+
+
+def ledger_totals(model: ActiveModel, book: ContactBook) -> LedgerTotals:
+    """Return the sums and keys of the model's ledger that caps and repeated events need."""
+    cached = book.totals.get(model.name)
+    if cached is not None and cached[0] is model.rule_set:
+        return cached[1]
+    totals = LedgerTotals.from_entries(model.rule_set, book.entries(model.name))
+    book.totals[model.name] = (model.rule_set, totals)
+    return totals
 
 
 async def score_event(
@@ -263,8 +282,7 @@ def _event_entries(
     matches = match_event(model.compiled, contact=contact, event=document, recent_events=recent)
     new_entries = []
     if matches:
-        totals = LedgerTotals.from_entries(model.rule_set, entries)
-        new_entries = award(model.rule_set, matches, totals=totals)
+        new_entries = award(model.rule_set, matches, totals=ledger_totals(model, book))
     if model.name not in book.scores:
         fit_matches = match_fit(model.compiled, contact=contact)
         new_entries += fit_changes(model.rule_set, fit_matches, current=fit_points(entries), at=now)

@@ -1,3 +1,5 @@
+import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +13,7 @@ from services.scoring.rules import (
     RuleKind,
     RuleMatch,
     RuleSet,
+    ScoreTally,
     ScoringInputError,
     award,
     compute_score,
@@ -348,6 +351,58 @@ class TestLinearDecay:
         score = compute_score(rules, [entry("complaint", -10, 0)], now=START + timedelta(days=30))
 
         assert score.engagement == -10.0
+
+
+class TestScoreTally:
+    """A tally fed in steps and moved in time gives what adding up the whole ledger at once gives."""
+
+    RULES = rule_set(
+        engagement("pricing-visit", 15),
+        engagement("hard-bounce", -15, decay={"type": "none"}),
+        engagement("slow-rule", 8, decay={"type": "half_life", "half_life_days": 10}),
+        decay={"type": "linear", "points_per_day": 1, "grace_days": 7},
+    )
+
+    def ledger(self, seed: int, size: int) -> list[LedgerEntry]:
+        generator = random.Random(seed)
+        rules = [("pricing-visit", 15), ("hard-bounce", -15), ("slow-rule", 8), ("retired", 6)]
+        entries = []
+        for index in range(size):
+            # Whole days only, so many rows tie on time and the order among equal keys matters.
+            days = generator.randrange(0, 12)
+            if generator.random() < 0.2:
+                entries.append(entry(f"fit-{index % 3}", generator.choice([5, -5]), days, kind=RuleKind.FIT))
+            else:
+                name, points = generator.choice(rules)
+                entries.append(entry(name, points, days, event_id=f"e{index % 7}"))
+            if generator.random() < 0.2:
+                # The same sort key with another reason: only the order of arrival tells the two apart.
+                entries.append(replace(entries[-1], reason=EntryReason.CAPPED))
+        return entries
+
+    @pytest.mark.parametrize("seed", [1, 2, 3])
+    def test_steps_and_moves_match_one_sum(self, seed: int) -> None:
+        ledger = self.ledger(seed, 90)
+        first_now, later = START + timedelta(days=12), START + timedelta(days=26, hours=5)
+
+        tally = ScoreTally(self.RULES, ledger[:30], now=first_now)
+        for start in range(30, 60, 7):
+            tally.add(ledger[start : min(start + 7, 60)])
+        assert tally.breakdown() == compute_score(self.RULES, ledger[:60], now=first_now)
+
+        moved = tally.at(later)
+        moved.add(ledger[60:])
+        assert moved.breakdown() == compute_score(self.RULES, ledger, now=later)
+        # Moving returns a new tally; the first still scores its own instant.
+        assert tally.breakdown() == compute_score(self.RULES, ledger[:60], now=first_now)
+
+    def test_bad_entry_added_is_named(self) -> None:
+        tally = ScoreTally(self.RULES, [], now=START)
+
+        with pytest.raises(ScoringInputError) as raised:
+            tally.add([entry("pricing-visit", 15, 0), "not an entry"])  # type: ignore[list-item]
+
+        assert raised.value.field == "entries[1]"
 
 
 class TestLedgerEntries:
