@@ -21,12 +21,14 @@ from services.gateway.receipts.models import WebhookReceipt
 from services.gateway.receipts.timeline import timeline_event, timeline_event_id
 from services.gateway.webhooks import (
     CertificateFetcher,
+    FailureClass,
     ReplayCache,
     WebhookConfig,
     WebhookError,
     WebhookEvent,
     WebhookResult,
     WebhookUnavailable,
+    classify_event,
     verify_and_map,
 )
 from services.kit import clock
@@ -38,6 +40,11 @@ log = get_logger(__name__)
 
 WEBHOOK_REQUESTS = Counter(
     "nurture_webhook_requests_total", "Provider webhook requests by outcome", ["provider", "outcome"]
+)
+# A policy block (blocklisted IP, poor reputation, DMARC) is about our sending, not the address,
+# so no contact changes and operators alert on this counter instead.
+SENDING_BLOCKS = Counter(
+    "nurture_sending_blocks_total", "Failures that receivers reported as a policy block of our sending", ["provider"]
 )
 RECEIPTS_TABLE = "webhook_receipt"
 
@@ -102,6 +109,7 @@ async def accept_webhook(
     async with db.session() as session:
         stored_ids = await _insert_new(session, rows)
     WEBHOOK_REQUESTS.labels(provider, "accepted").inc()
+    _count_sending_blocks(result, set(stored_ids))
     log.info("webhook.accepted", provider=provider, events=len(result.events), stored=len(stored_ids),
              skipped=len(result.skipped))
     return Accepted(
@@ -110,6 +118,21 @@ async def accept_webhook(
         duplicates=len(rows) - len(stored_ids),
         skipped=len(result.skipped),
     )
+
+
+def _count_sending_blocks(result: WebhookResult, stored_ids: set[str]) -> None:
+    """Count and log each newly stored policy block, so that a provider's retry does not count twice."""
+    counted: set[str] = set()
+    for event in result.events:
+        receipt_id = timeline_event_id(event.provider.value, event.provider_event_id)
+        if receipt_id not in stored_ids or receipt_id in counted or classify_event(event) is not FailureClass.BLOCK:
+            continue
+        counted.add(receipt_id)
+        SENDING_BLOCKS.labels(event.provider.value).inc()
+        # The diagnostic, which names the blocklist, can hold the recipient's address. So the log
+        # carries ids and the status, and the receipt keeps the full text.
+        log.warning("webhook.sending_blocked", provider=event.provider.value, provider_event_id=event.provider_event_id,
+                    provider_message_id=event.message_id, smtp_status=event.smtp_status)
 
 
 def _receipts(result: WebhookResult, body: bytes) -> list[dict[str, Any]]:

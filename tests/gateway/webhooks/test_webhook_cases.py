@@ -118,6 +118,33 @@ async def test_failures_get_their_class(webhook_gateway: WebhookGateway) -> None
         assert contact["consent"]["status"] == consent, name
 
 
+async def sending_blocks(webhook_gateway: WebhookGateway) -> float:
+    """Return the gateway's `nurture_sending_blocks_total` for SendGrid, read from `/metrics`."""
+    response = await webhook_gateway.gateway.client.get("/metrics")
+    assert response.status_code == 200
+    for line in response.text.splitlines():
+        if line.startswith('nurture_sending_blocks_total{provider="sendgrid"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_policy_block_counts_once_for_operators(webhook_gateway: WebhookGateway) -> None:
+    at = TEST_CLOCK - timedelta(minutes=10)
+    email, message = email_of("blocked"), f"b-{uuid.uuid4().hex[:8]}"
+    blocked = sendgrid_event(email, "bounce", at, message, type="bounce", status="5.7.1",
+                             reason="550 5.7.1 Service unavailable, client host listed on Spamhaus blocklist")
+    unknown_user = sendgrid_event(email_of("hard"), "bounce", at, message, type="bounce", status="5.1.1", reason="550 5.1.1 user unknown")
+    before = await sending_blocks(webhook_gateway)
+
+    await post_and_deliver(webhook_gateway, [blocked, unknown_user])
+    # The provider retries the same event: it is a duplicate, so it does not count again.
+    await post_and_deliver(webhook_gateway, [blocked])
+    contact = await webhook_gateway.contact(email)
+
+    assert await sending_blocks(webhook_gateway) == before + 1
+    assert contact["consent"]["status"] == "subscribed"
+
+
 async def test_repeated_soft_bounces_suppress(webhook_gateway: WebhookGateway) -> None:
     email = email_of("soft")
     start = TEST_CLOCK - timedelta(days=20)
