@@ -1,8 +1,9 @@
 """The worker's jobs: the deferred `run_step` wake-up, the sweep for due steps, and the heartbeat.
 
 The sweep is what makes the database the system of record. Every interval it takes the step runs
-that are due and runs them itself. A step whose job vanished from Redis (flush, restart), or whose
-job is stuck on a killed worker, therefore still runs. Both hand their step runs to the process's
+that are due, claims them from other workers' sweeps (see `claims`), and runs them itself. A step
+whose job vanished from Redis (flush, restart), or whose job is stuck on a killed worker,
+therefore still runs. Both hand their step runs to the process's
 batcher (see `dispatch`), and the claims in `runner` and `batch` make them safe to run the same
 step at the same time.
 """
@@ -19,6 +20,7 @@ from sqlmodel import col, select
 from services.kit import clock
 from services.kit.db import UTCDateTime
 from services.kit.logging import get_logger
+from services.sequencer.enrolments.claims import claim, release
 from services.sequencer.enrolments.dispatch import CONCURRENT_BATCHES, batcher_of
 from services.sequencer.enrolments.models import Enrolment, StepRun
 from services.sequencer.enrolments.runtime import Runtime, beat
@@ -63,9 +65,16 @@ async def due_step_runs(
 
 
 async def sweep_once(runtime: Runtime) -> dict[str, int]:
-    """Run every due step run of one batch; return how many ended each way."""
+    """Run the due step runs of one batch that no other sweep holds; return how many ended each way."""
     due = await due_step_runs(runtime, runtime.settings.sweep_batch_size)
-    return await _run_all(runtime, [step_run_id for step_run_id, _ in due])
+    return await _run_claimed(runtime, await claim(runtime, [step_run_id for step_run_id, _ in due]))
+
+
+async def _run_claimed(runtime: Runtime, ids: list[int]) -> dict[str, int]:
+    try:
+        return await _run_all(runtime, ids)
+    finally:
+        await release(runtime, ids)
 
 
 async def _run_all(runtime: Runtime, ids: list[int]) -> dict[str, int]:
@@ -98,7 +107,10 @@ async def sweep_due_steps(ctx: Context) -> None:
             due = await due_step_runs(runtime, size, after=last, skip=set(runtime.running))
             if due:
                 last = (due[-1][1], due[-1][0])
-                running.add(asyncio.create_task(_run_all(runtime, [step_run_id for step_run_id, _ in due])))
+                # Step runs that another worker's sweep claimed are left to it, and the next page is read at once.
+                claimed = await claim(runtime, [step_run_id for step_run_id, _ in due])
+                if claimed:
+                    running.add(asyncio.create_task(_run_claimed(runtime, claimed)))
             if len(due) < size:
                 break
 
