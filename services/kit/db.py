@@ -147,3 +147,21 @@ async def insert_new(session: AsyncSession, table: Table, rows: Sequence[dict[st
     statement = dialect.insert(table).on_conflict_do_nothing().returning(*returning)
     result = await session.exec(statement, params=list(rows))
     return result.all()
+
+
+@asynccontextmanager
+async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
+    """Run the block in a SAVEPOINT, so that an error rolls back only the block's statements.
+
+    Python's sqlite3 module opens a transaction only before a statement that writes, and SAVEPOINT
+    counts as none. SQLite then starts the transaction at the SAVEPOINT, and RELEASE commits it:
+    the block's rows were saved even when the request failed afterwards and rolled back. So on
+    SQLite the transaction is opened first.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        if not raw.driver_connection.in_transaction:  # type: ignore[union-attr]
+            await connection.exec_driver_sql("BEGIN")
+    async with session.begin_nested():
+        yield

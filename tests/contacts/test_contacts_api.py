@@ -108,6 +108,32 @@ async def test_iana_timezone_is_validated(contacts_app: Apps) -> None:
     assert offset.status_code == 422
 
 
+@pytest.mark.parametrize(
+    ("method", "field", "body"),
+    [
+        ("POST", "timezone", {"timezone": "europe/berlin"}),
+        ("POST", "attributes.shoe_size", {"attributes": {"shoe_size": 3}}),
+        ("POST", "company.size", {"company": {"domain": "rejected.example", "size": -1}}),
+        ("PUT", "timezone", {"timezone": "Mars/Base"}),
+    ],
+)
+async def test_rejected_create_saves_nothing(contacts_app: Apps, method: str, field: str, body: dict[str, object]) -> None:
+    _, client = contacts_app
+    email = unique_email()
+
+    if method == "POST":
+        rejected = await client.post("/contacts", json={"email": email, **body})
+    else:
+        rejected = await client.put(f"/contacts/by-email/{email}", json=body)
+    found = await client.get("/contacts", params={"email": email})
+    retried = await client.post("/contacts", json={"email": email})
+
+    assert rejected.status_code == 422
+    assert rejected.json()["errors"][0]["field"] == field
+    assert found.json()["items"] == []
+    assert retried.status_code == 201
+
+
 async def test_patch_changes_only_sent_fields(contacts_app: Apps) -> None:
     _, client = contacts_app
     contact = await create_contact(client, first_name="Ann", last_name="Lee")

@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.contacts.people.models import Company, Contact
 from services.kit import clock
+from services.kit.db import savepoint
 
 COMPANY_VALUE_FIELDS = ("name", "size", "industry")
 
@@ -70,7 +71,7 @@ async def _create_company(session: AsyncSession, domain: str | None) -> Company:
     now = clock.now()
     company = Company(id=uuid.uuid4().hex, domain=domain, created_at=now, updated_at=now)
     try:
-        async with session.begin_nested():
+        async with savepoint(session):
             session.add(company)
     except IntegrityError:
         # Another request created the company of this domain first; join it.

@@ -20,6 +20,7 @@ from services.contacts.people.profile import validate_company, validate_contact_
 from services.contacts.stages.models import StageChange
 from services.kit import clock
 from services.kit.contracts.contacts import ContactSnapshot
+from services.kit.db import savepoint
 from services.kit.problems import Conflict, NotFound
 
 INITIAL_STAGE = "subscriber"
@@ -82,7 +83,7 @@ async def create_contact(
         return contact
 
     try:
-        async with session.begin_nested():
+        async with savepoint(session):
             session.add(contact)
     except IntegrityError:
         existing = (await session.exec(select(Contact).where(Contact.email_key == address.match_key))).first()
