@@ -266,11 +266,40 @@ def test_valid_template_passes() -> None:
         "{{ 9 ** 9999 }}",
         "{% for i in range(100000) %}{% for j in range(100000) %}xxxxxxxxxx{% endfor %}{% endfor %}",
         "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}",
+        # Loops that print nothing never reach the output cap, so their steps are counted instead.
+        "{% for i in range(100000) %}{% for j in range(1000) %}{% if j == -1 %}x{% endif %}{% endfor %}{% endfor %}ok",
+        "{% for i in range(99999) %}{% set items = range(99999)|list %}{% endfor %}ok",
+        "{% for i in range(1000) %}{{ ('x' * 999999)|length }}{% endfor %}",
+        "{% macro inner() %}{% for j in range(500) %}{% endfor %}{% endmacro %}{% for i in range(1000) %}{{ inner() }}{% endfor %}",
+        "{% set range = contact.interests %}{% for i in 'x' * 900000 %}{% for j in 'y' * 900000 %}{% endfor %}{% endfor %}",
     ],
 )
 def test_render_refuses_injection_and_runaway(html: str) -> None:
     with pytest.raises(TemplateSecurityError):
         render(html)
+
+
+def test_step_budget_is_per_render() -> None:
+    html = "{% for i in range(60000) %}{% endfor %}{% for i in range(30000) %}{% endfor %}<p>done</p>"
+
+    first, second = render(html), render(html)
+
+    assert "done" in first.html
+    assert "done" in second.html
+
+
+def test_loops_keep_their_features() -> None:
+    html = (
+        "{% for item in contact.interests %}{{ loop.index }}/{{ loop.length }}{% if loop.last %}.{% endif %}{% endfor %}"
+        "{% for item in contact.interests if item != 'b' %}[{{ item }}]{% endfor %}"
+        "{% for item in [] %}x{% else %}(none){% endfor %}"
+    )
+
+    rendered = render(html, person=recipient(interests=["a", "b", "c"]))
+
+    assert "1/32/33/3." in rendered.html
+    assert "[a][c]" in rendered.html
+    assert "(none)" in rendered.html
 
 
 def test_render_revalidates_stored_template() -> None:

@@ -3,23 +3,53 @@
 Two `ImmutableSandboxedEnvironment`s share one configuration. The HTML one escapes every value it
 prints, and the text one (for the text part and the subject) does not. The sandbox blocks attributes
 that start with an underscore and any call that mutates a list, dict or set. This module also caps
-repetition (`'x' * n`) and powers, and turns an empty contact or company token into `MissingToken`,
-which raises when printed. The renderer caps the size of the output.
+repetition (`'x' * n`) and powers, counts the work of a render (see `render_budget`), and turns an
+empty contact or company token into `MissingToken`, which raises when printed. The renderer caps
+the size of the output.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
-from jinja2 import ChainableUndefined, StrictUndefined, Undefined, UndefinedError
+from jinja2 import ChainableUndefined, StrictUndefined, Undefined, UndefinedError, nodes
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError, safe_range
 
 # A marketing email is far below 1 MB; a render that grows past this is runaway template code.
 MAX_OUTPUT_CHARS = 1_000_000
 MAX_EXPONENT = 100
+# Loop iterations, range() items and repeated items of one render, in all. Two nested loops over
+# range(100000) pass the sandbox's cap per range(), yet make ten billion iterations.
+MAX_RENDER_STEPS = 200_000
+
+_steps: ContextVar[list[int] | None] = ContextVar("template_render_steps", default=None)
+
+
+@contextmanager
+def render_budget() -> Iterator[None]:
+    """Count the steps of the renders inside the block against `MAX_RENDER_STEPS`."""
+    token = _steps.set([0])
+    try:
+        yield
+    finally:
+        _steps.reset(token)
+
+
+def _charge(steps: int) -> None:
+    counter = _steps.get()
+    if counter is None:
+        return
+    counter[0] += steps
+    if counter[0] > MAX_RENDER_STEPS:
+        raise SecurityError(
+            f"the template needs more than {MAX_RENDER_STEPS} steps (loop iterations, range() items, repeated items);"
+            " use fewer or smaller loops"
+        )
 
 
 class MissingTokenError(UndefinedError):
@@ -118,6 +148,20 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**"})
 
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        # Every loop's iterable goes through `counted`. The call names an attribute of the
+        # environment, which no template variable can shadow.
+        template = super()._parse(source, name, filename)
+        for loop in template.find_all(nodes.For):
+            loop.iter = nodes.Call(nodes.EnvironmentAttribute("counted"), [loop.iter], [], None, None, lineno=loop.lineno)
+        return template
+
+    def counted(self, iterable: Iterable[Any]) -> Iterator[Any]:
+        """Yield the items of a loop, counting each one against the render's budget."""
+        for item in iterable:
+            _charge(1)
+            yield item
+
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         # The stock sandbox returns an undefined value that prints as "", which hides an injection
         # attempt; raising stops the render and names the attribute.
@@ -133,7 +177,15 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
             if isinstance(sequence, str | list | tuple) and isinstance(count, int):
                 if len(sequence) * count > MAX_OUTPUT_CHARS:
                     raise SecurityError(f"repetition would create more than {MAX_OUTPUT_CHARS} items")
+                _charge(max(0, len(sequence) * count))
         return operator.mul(left, right)
+
+
+def counted_range(*args: int) -> range:
+    """Return the sandbox's capped range(), counting its items against the render's budget."""
+    items = safe_range(*args)
+    _charge(len(items))
+    return items
 
 
 def _make_environment(*, autoescape: bool) -> EmailSandbox:
@@ -144,6 +196,7 @@ def _make_environment(*, autoescape: bool) -> EmailSandbox:
         undefined=StrictUndefined,
     )
     environment.filters["fallback"] = fallback
+    environment.globals["range"] = counted_range
     return environment
 
 

@@ -25,6 +25,7 @@ from services.sequencer.templates.environment import (
     TEXT_ENVIRONMENT,
     MissingTokenError,
     TokenGroup,
+    render_budget,
 )
 from services.sequencer.templates.text import html_to_text
 from services.sequencer.templates.tracking import (
@@ -173,15 +174,16 @@ def _render(part: TemplatePart, source: str, context: dict[str, Any]) -> str:
 
 
 def _generate_within_limit(part: TemplatePart, source: str, context: dict[str, Any]) -> list[str]:
-    # NOTE: the limit counts output only, so loops that print nothing can still burn CPU; the sandbox's
-    # range() cap (100,000 items) bounds each loop but not nested ones.
+    # NOTE: the budget counts loops, range() and repetition. A filter's own work, such as a huge
+    # width given to `center`, is bounded only by the output cap once it is printed.
     chunks: list[str] = []
     size = 0
-    for chunk in _compile(part, source).generate(context):
-        size += len(chunk)
-        if size > MAX_OUTPUT_CHARS:
-            raise TemplateSecurityError(part, f"output is longer than {MAX_OUTPUT_CHARS} characters")
-        chunks.append(chunk)
+    with render_budget():
+        for chunk in _compile(part, source).generate(context):
+            size += len(chunk)
+            if size > MAX_OUTPUT_CHARS:
+                raise TemplateSecurityError(part, f"output is longer than {MAX_OUTPUT_CHARS} characters")
+            chunks.append(chunk)
     return chunks
 
 
