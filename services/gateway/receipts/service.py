@@ -6,6 +6,7 @@ commits before the provider gets its 2xx. The worker then delivers each new rece
 service, so the response to the provider never waits for contacts.
 """
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from services.gateway.webhooks import (
     CertificateFetcher,
     FailureClass,
     ReplayCache,
+    SkipReason,
     WebhookConfig,
     WebhookError,
     WebhookEvent,
@@ -46,7 +48,13 @@ WEBHOOK_REQUESTS = Counter(
 SENDING_BLOCKS = Counter(
     "nurture_sending_blocks_total", "Failures that receivers reported as a policy block of our sending", ["provider"]
 )
+# Events that passed the signature check but could not be mapped. Each is kept as a failed receipt.
+INVALID_EVENTS = Counter(
+    "nurture_webhook_invalid_events_total", "Signed provider events that could not be read, kept as failed receipts", ["provider"]
+)
 RECEIPTS_TABLE = "webhook_receipt"
+# A failed receipt keeps at most this much of a malformed event that is not JSON.
+MAX_INVALID_TEXT = 10_000
 
 
 class WebhookProblem(Problem):
@@ -102,14 +110,19 @@ async def accept_webhook(
         raise WebhookProblem(error) from error
 
     for skipped in result.skipped:
-        log.info("webhook.event_skipped", provider=provider, index=skipped.index, kind=skipped.kind,
-                 reason=skipped.reason.value, detail=skipped.detail)
+        if skipped.reason is SkipReason.INVALID:
+            log.warning("webhook.event_invalid", provider=provider, index=skipped.index, kind=skipped.kind, detail=skipped.detail)
+        else:
+            log.info("webhook.event_skipped", provider=provider, index=skipped.index, kind=skipped.kind,
+                     reason=skipped.reason.value, detail=skipped.detail)
 
     rows = _receipts(result, body)
     async with db.session() as session:
         stored_ids = await _insert_new(session, rows)
+        kept_invalid = await _insert_new(session, _invalid_receipts(result, body))
     WEBHOOK_REQUESTS.labels(provider, "accepted").inc()
     _count_sending_blocks(result, set(stored_ids))
+    INVALID_EVENTS.labels(provider).inc(len(kept_invalid))
     log.info("webhook.accepted", provider=provider, events=len(result.events), stored=len(stored_ids),
              skipped=len(result.skipped))
     return Accepted(
@@ -145,6 +158,46 @@ def _receipts(result: WebhookResult, body: bytes) -> list[dict[str, Any]]:
         row = _subscription_receipt(result.provider.value, result.subscribe_url, body, now)
         rows.setdefault(row["provider_event_id"], row)
     return list(rows.values())
+
+
+def _invalid_receipts(result: WebhookResult, body: bytes) -> list[dict[str, Any]]:
+    """Return a failed receipt per signed event that could not be mapped, so that none is lost unseen.
+
+    A provider that sends the same request again gets the same receipt ids, so its retries are
+    duplicates. The receipt keeps the event (or the whole body when the event cannot be singled
+    out) and the reason, and nothing delivers it.
+    """
+    invalid = [skipped for skipped in result.skipped if skipped.reason is SkipReason.INVALID]
+    if not invalid:
+        return []
+
+    digest = hashlib.sha256(body).hexdigest()[:32]
+    try:
+        payload: Any = json.loads(body)
+    except ValueError:
+        payload = {"text": body[:MAX_INVALID_TEXT].decode("utf-8", errors="replace")}
+    now = clock.now()
+    rows = []
+    for skipped in invalid:
+        element = payload
+        if skipped.index is not None and isinstance(payload, list) and 0 <= skipped.index < len(payload):
+            element = payload[skipped.index]
+        provider_event_id = f"invalid:{digest}:{skipped.index if skipped.index is not None else '-'}"
+        rows.append({
+            "id": timeline_event_id(result.provider.value, provider_event_id),
+            "provider": result.provider.value,
+            "provider_event_id": provider_event_id,
+            "kind": "invalid_event",
+            "event_type": (skipped.kind or "")[:32] or None,
+            "received_at": now,
+            "raw": element if isinstance(element, dict) else {"value": element},
+            "state": "failed",
+            "steps": [],
+            "attempts": 0,
+            "next_attempt_at": now,
+            "last_error": f"invalid event: {skipped.detail}"[:1000],
+        })
+    return rows
 
 
 def _event_receipt(event: WebhookEvent, now: datetime) -> dict[str, Any]:
@@ -184,6 +237,8 @@ def _pending(now: datetime, steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def _insert_new(session: AsyncSession, rows: list[dict[str, Any]]) -> list[str]:
     """Insert the rows whose key is new and return their ids; existing keys are left alone."""
+    if not rows:
+        return []
     table = WebhookReceipt.__table__  # type: ignore[attr-defined]
     stored = [receipt_id for (receipt_id,) in await insert_new(session, table, rows, table.c.id)]
     await session.commit()

@@ -8,9 +8,12 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlmodel import select
+
 from services.cli.supervisor import free_port
 from services.gateway.delivery.service import Deliverer
 from services.gateway.delivery.tables import DELIVERY_MODELS
+from services.gateway.receipts.models import WebhookReceipt
 from services.kit import clock
 from services.kit.http import ServiceClient
 
@@ -143,6 +146,32 @@ async def test_policy_block_counts_once_for_operators(webhook_gateway: WebhookGa
 
     assert await sending_blocks(webhook_gateway) == before + 1
     assert contact["consent"]["status"] == "subscribed"
+
+
+async def invalid_receipts(webhook_gateway: WebhookGateway) -> list[WebhookReceipt]:
+    async with webhook_gateway.gateway.app.state.db.session() as session:
+        query = select(WebhookReceipt).where(WebhookReceipt.kind == "invalid_event")
+        return list((await session.exec(query)).all())
+
+
+async def test_malformed_event_is_kept_as_failed_receipt(webhook_gateway: WebhookGateway) -> None:
+    at = TEST_CLOCK - timedelta(minutes=10)
+    good = sendgrid_event(email_of("good"), "delivered", at, f"g-{uuid.uuid4().hex[:6]}")
+    bad = {**sendgrid_event(email_of("bad"), "bounce", at, f"b-{uuid.uuid4().hex[:6]}", status="5.1.1"), "timestamp": "garbage"}
+    before = {row.id for row in await invalid_receipts(webhook_gateway)}
+
+    first = await post_and_deliver(webhook_gateway, [good, bad])
+    # The provider sends the same request again: the malformed event is kept once.
+    again = await post_and_deliver(webhook_gateway, [good, bad])
+    kept = [row for row in await invalid_receipts(webhook_gateway) if row.id not in before]
+
+    assert (first["events"], first["stored"], first["skipped"]) == (1, 1, 1)
+    assert (again["stored"], again["duplicates"]) == (0, 1)
+    assert len(kept) == 1
+    assert kept[0].state == "failed"
+    assert kept[0].raw == bad
+    assert kept[0].last_error is not None and kept[0].last_error.startswith("invalid event:")
+    assert kept[0].event_type == "bounce"
 
 
 async def test_repeated_soft_bounces_suppress(webhook_gateway: WebhookGateway) -> None:
