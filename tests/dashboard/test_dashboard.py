@@ -233,6 +233,30 @@ async def test_markup_in_name_is_shown_as_text(browser: Browser, platform: Runni
     assert seen.page_errors == []
 
 
+async def test_contact_parts_show_without_scoring_scope(browser: Browser, platform: RunningPlatform) -> None:
+    async with platform.client() as client:
+        funnel = await build_funnel(client, prefix="/v1")
+    key = await platform.new_key("dashboard-without-scoring", ["reports:read", "contacts:read"])
+
+    page = await browser.new_page()
+    seen = watch(page)
+    await page.goto(f"{platform.gateway_url}/dashboard")
+    await page.fill("#api-key", key)
+    await page.click("#key-form button[type=submit]")
+    await page.fill("#contact-email", funnel.names["ann"])
+    await page.click("#contact-form button[type=submit]")
+    await page.locator("#contact-results button.open-contact").click()
+    await page.locator("#contact-details").wait_for(state="visible")
+
+    history = await page.locator("#contact-stage-history tr").all_text_contents()
+    ledger = await page.text_content("#contact-ledger") or ""
+    assert len(history) == 1 + len(MOVES["ann"])
+    assert "403" in ledger
+    assert "scope" in ledger
+    assert await page.locator("#contact-timeline tr").count() >= 1
+    assert seen.page_errors == []
+
+
 async def test_page_makes_no_outside_requests(browser: Browser, platform: RunningPlatform) -> None:
     page, seen = await open_dashboard(browser, platform)
     await loaded(page, None)

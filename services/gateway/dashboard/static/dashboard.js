@@ -357,7 +357,8 @@ async function searchContacts(email) {
 
 async function openContact(contact) {
   const path = "/v1/contacts/" + encodeURIComponent(contact.id);
-  const [history, score, timeline] = await Promise.all([
+  // Each part needs its own scope, so a part that fails says why and the others still show.
+  const [history, score, timeline] = await Promise.allSettled([
     api(path + "/stage-history", { limit: 500 }),
     api(path + "/score"),
     api(path + "/timeline", { limit: 100 }),
@@ -366,13 +367,25 @@ async function openContact(contact) {
   document.getElementById("contact-summary").textContent = contact.email + " · stage " + contact.stage + " · id " + contact.id;
 
   document.getElementById("contact-stage-history").replaceChildren(
-    ...history.items.map((entry) => row([formatInstant(entry.at), entry.from || "–", entry.to, entry.reason || "", entry.actor])),
+    ...settledRows(history, (entry) => [formatInstant(entry.at), entry.from || "–", entry.to, entry.reason || "", entry.actor]),
   );
-  showLedger(score);
+  if (score.status === "fulfilled") {
+    showLedger(score.value);
+  } else {
+    document.getElementById("contact-ledger").replaceChildren(element("p", explain(score.reason), { class: "part-error" }));
+  }
   document.getElementById("contact-timeline").replaceChildren(
-    ...timeline.items.map((event) => row([formatInstant(event.occurred_at), event.type, JSON.stringify(event.properties)])),
+    ...settledRows(timeline, (event) => [formatInstant(event.occurred_at), event.type, JSON.stringify(event.properties)]),
   );
   document.getElementById("contact-details").hidden = false;
+}
+
+function settledRows(result, cells) {
+  if (result.status === "rejected") {
+    const cell = element("td", explain(result.reason), { class: "part-error", colspan: 6 });
+    return [row([cell])];
+  }
+  return result.value.items.map((item) => row(cells(item)));
 }
 
 function showLedger(score) {
