@@ -357,7 +357,7 @@ async function searchContacts(email) {
 
 async function openContact(contact) {
   const path = "/v1/contacts/" + encodeURIComponent(contact.id);
-  // Each part needs its own scope, so a part that fails says why and the others still show.
+  // Each part needs its own scope, so a part that fails shows the reason and the others still show.
   const [history, score, timeline] = await Promise.allSettled([
     api(path + "/stage-history", { limit: 500 }),
     api(path + "/score"),
