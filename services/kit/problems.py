@@ -128,9 +128,10 @@ def problem_response(problem: Problem, request: Request | None = None) -> JSONRe
 
 
 def _location_to_field(location: tuple[Any, ...]) -> str:
+    # A field is named as the client sent it: `email` in the body, `limit` in the query string.
     parts = [str(part) for part in location]
     if parts and parts[0] in {"body", "query", "path", "header"} and len(parts) > 1:
-        parts = parts[1:] if parts[0] == "body" else parts
+        parts = parts[1:]
     return ".".join(parts) if parts else "body"
 
 

@@ -79,6 +79,16 @@ async def test_event_far_in_future_is_422(contacts_app: Apps) -> None:
     assert response.json()["errors"][0]["field"] == "occurred_at"
 
 
+async def test_event_time_without_offset_is_422(contacts_app: Apps) -> None:
+    _, client = contacts_app
+
+    response = await client.post("/events", json={"email": unique_email(), "type": "page_view", "occurred_at": "2024-05-01T10:00:00"})
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "occurred_at"
+    assert "UTC offset" in response.json()["errors"][0]["message"]
+
+
 async def test_batch_answers_each_event(contacts_app: Apps) -> None:
     _, client = contacts_app
     contact = await create_contact(client)

@@ -142,3 +142,20 @@ async def test_contacts_table_intact_after_hostile_requests(contacts_app: Apps) 
 
     assert read.status_code == 200
     assert read.json()["first_name"] == "x'); DROP TABLE contacts; --"
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "many"}, "limit"),
+        ({"updated_since": "yesterday"}, "updated_since"),
+    ],
+)
+async def test_bad_query_parameter_is_named_as_sent(contacts_app: Apps, params: dict[str, str], field: str) -> None:
+    _, client = contacts_app
+
+    response = await client.get("/contacts", params=params)
+
+    assert response.status_code == 422, response.text
+    assert [error["field"] for error in response.json()["errors"]] == [field]

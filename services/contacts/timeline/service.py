@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import and_, insert, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -53,12 +53,17 @@ class EventIn(BaseModel):
     occurred_at: datetime | None = Field(default=None, description="When it happened, with a UTC offset; default now")
     properties: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a UTC offset, e.g. 2024-05-01T10:00:00Z")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> EventIn:
         if not self.contact_id and not self.email:
             raise ValueError("either contact_id or email is required")
-        if self.occurred_at is not None and self.occurred_at.tzinfo is None:
-            raise ValueError("occurred_at needs a UTC offset, e.g. 2024-05-01T10:00:00Z")
         return self
 
 
