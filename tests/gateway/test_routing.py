@@ -126,6 +126,8 @@ async def test_downstream_validation_names_field(gateway: Gateway) -> None:
 
     body = assert_problem(response, 422)
     assert [error["field"] for error in body["errors"]] == ["properties.bounce_class"]  # type: ignore[union-attr]
+    # The path the client called, not the service's own path behind the gateway.
+    assert body["instance"] == "/v1/events"
 
 
 async def test_unknown_route_is_404_problem(gateway_app: Apps) -> None:

@@ -95,4 +95,12 @@ async def forward(
         log.error("upstream.invalid_json", service=service, path=path, status=upstream.status_code)
         raise Unavailable(f"the {service} service sent a response that is not JSON", service=service) from error
     media_type = PROBLEM_MEDIA_TYPE if upstream.status_code >= 400 else "application/json"
+    body = public_problem(request, body, upstream.status_code)
     return JSONResponse(body, status_code=upstream.status_code, headers=headers, media_type=media_type)
+
+
+def public_problem(request: Request, body: Any, status: int) -> Any:
+    """Give a service's problem document the gateway's path as `instance`, the one the client called."""
+    if status >= 400 and isinstance(body, dict) and "instance" in body:
+        return {**body, "instance": request.url.path}
+    return body

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 
 from services.contacts.imports.router import ImportAccepted, ImportOut
 from services.gateway.keys.auth import require_scope
-from services.gateway.routes.forward import client_for, forward
+from services.gateway.routes.forward import client_for, forward, public_problem
 from services.kit.problems import PROBLEM_MEDIA_TYPE
 
 router = APIRouter(prefix="/v1", tags=["imports"])
@@ -31,7 +31,8 @@ async def post_import(
     upstream = await client_for(request, "contacts").send("POST", "/imports", files=files, data=data)
     media_type = PROBLEM_MEDIA_TYPE if upstream.status_code >= 400 else "application/json"
     headers = {"Location": f"/v1/imports/{upstream.json()['id']}"} if upstream.status_code == 202 else {}
-    return JSONResponse(upstream.json(), status_code=upstream.status_code, media_type=media_type, headers=headers)
+    body = public_problem(request, upstream.json(), upstream.status_code)
+    return JSONResponse(body, status_code=upstream.status_code, media_type=media_type, headers=headers)
 
 
 @router.get("/imports/{import_id}", response_model=ImportOut)
