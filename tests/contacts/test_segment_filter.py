@@ -224,6 +224,22 @@ class TestStructureErrors:
 
         assert set(issues_of(data)) == {"filter.all[0].within_days", "filter.all[1].field", "filter.all[2].at_most"}
 
+    def test_value_issues_reported_beside_shape_issues(self) -> None:
+        data = {
+            "all": [
+                {"field": "stage", "op": "gte", "value": "nope"},
+                {"event": "x", "within_days": 0},
+                {"any": [{"field": "consent", "op": "gt", "value": "subscribed"}, {"field": "nope", "op": "eq"}]},
+            ]
+        }
+
+        assert set(issues_of(data)) == {
+            "filter.all[0].value",
+            "filter.all[1].within_days",
+            "filter.all[2].any[0].op",
+            "filter.all[2].any[1].field",
+        }
+
     def test_message_lists_path(self) -> None:
         with pytest.raises(FilterValidationError, match=r"filter\.all\[0\]\.within_days: "):
             parse_filter({"all": [{"event": "x", "within_days": 0}]})

@@ -88,13 +88,41 @@ def parse_filter(
     try:
         node = _ADAPTER.validate_python(data)
     except ValidationError as error:
-        raise FilterValidationError([_issue_from_pydantic(entry, root) for entry in error.errors()]) from None
+        issues = [_issue_from_pydantic(entry, root) for entry in error.errors()]
+        # The conditions that are well formed on their own are checked too, so that one response lists
+        # a bad stage name beside a missing field elsewhere in the filter.
+        issues += [issue for issue in _check_well_formed_parts(data, root, attributes, score_models) if issue not in issues]
+        raise FilterValidationError(issues) from None
 
     issues = check_filter(node, attributes=attributes, score_models=score_models, root=root)
     if issues:
         raise FilterValidationError(issues)
 
     return node
+
+
+def _check_well_formed_parts(
+    data: object, path: str, attributes: Mapping[str, AttributeDefinition] | None, score_models: Collection[str] | None
+) -> list[FilterIssue]:
+    """Return the problems of the conditions under `data` that parse alone, in a filter that does not."""
+    if not isinstance(data, dict):
+        return []
+
+    groups = [(key, data[key]) for key in ("all", "any") if isinstance(data.get(key), list)]
+    if groups or "not" in data:
+        issues = []
+        for key, items in groups:
+            for index, item in enumerate(items):
+                issues += _check_well_formed_parts(item, f"{path}.{key}[{index}]", attributes, score_models)
+        if "not" in data:
+            issues += _check_well_formed_parts(data["not"], f"{path}.not", attributes, score_models)
+        return issues
+
+    try:
+        condition = _ADAPTER.validate_python(data)
+    except ValidationError:
+        return []
+    return check_filter(condition, attributes=attributes, score_models=score_models, root=path)
 
 
 def dump_filter(node: FilterNode) -> dict[str, Any]:
