@@ -61,6 +61,20 @@ async def test_missing_scope_is_403(gateway_app: Apps) -> None:
     assert response.json()["required_scope"] == "events:write"
 
 
+async def test_export_needs_every_area_it_holds(gateway_app: Apps) -> None:
+    app, client = gateway_app
+    contacts_only = await _key(app, ["contacts:read"])
+    without_sequences = await _key(app, ["contacts:read", "scoring:read"])
+
+    first = await client.get("/v1/contacts/c1/export", headers={"Authorization": f"Bearer {contacts_only}"})
+    second = await client.get("/v1/contacts/c1/export", headers={"Authorization": f"Bearer {without_sequences}"})
+
+    assert first.status_code == 403
+    assert first.json()["required_scope"] == "scoring:read"
+    assert second.status_code == 403
+    assert second.json()["required_scope"] == "sequences:read"
+
+
 async def test_scoped_key_reaches_its_area(gateway_app: Apps, contacts_app: Apps) -> None:
     gateway, client = gateway_app
     contacts, _ = contacts_app

@@ -61,12 +61,13 @@ async def current_key(request: Request, credentials: BearerCredentials) -> ApiKe
 CurrentKey = Annotated[ApiKey, Depends(current_key)]
 
 
-def require_scope(scope: str) -> Callable[..., Awaitable[ApiKey]]:
-    """Build a dependency that needs a valid key holding `scope` (403 when it lacks it)."""
+def require_scope(scope: str, *more: str) -> Callable[..., Awaitable[ApiKey]]:
+    """Build a dependency that needs a valid key holding `scope` and each of `more` (403 naming the first missing)."""
 
     async def _check(key: CurrentKey) -> ApiKey:
-        if not grants(key.scopes, scope):
-            raise Forbidden(f"the API key lacks the scope {scope}", required_scope=scope)
+        for needed in (scope, *more):
+            if not grants(key.scopes, needed):
+                raise Forbidden(f"the API key lacks the scope {needed}", required_scope=needed)
         return key
 
     return _check

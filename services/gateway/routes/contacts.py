@@ -22,6 +22,7 @@ router = APIRouter(prefix="/v1", tags=["contacts"])
 ReadContacts = Annotated[object, Depends(require_scope("contacts:read"))]
 WriteContacts = Annotated[object, Depends(require_scope("contacts:write"))]
 ReadScoring = Annotated[object, Depends(require_scope("scoring:read"))]
+ReadEverything = Annotated[object, Depends(require_scope("contacts:read", "scoring:read", "sequences:read"))]
 
 
 def _body(model: Any) -> dict[str, Any]:
@@ -83,8 +84,12 @@ async def erase_contact(contact_id: str, request: Request, _: WriteContacts) -> 
 
 
 @router.get("/contacts/{contact_id}/export")
-async def export_contact(contact_id: str, request: Request, _: ReadContacts) -> Response:
-    """Return everything held about the person, from every service, in one document (503 if one is down)."""
+async def export_contact(contact_id: str, request: Request, _: ReadEverything) -> Response:
+    """Return everything held about the person, from every service, in one document (503 if one is down).
+
+    The document holds the score ledger and the emails sent too, so the key needs the read scopes
+    of those areas besides `contacts:read`.
+    """
     return await forward(request, "contacts", "GET", f"/contacts/{contact_id}/export")
 
 
