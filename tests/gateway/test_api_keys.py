@@ -61,7 +61,7 @@ async def test_missing_scope_is_403(gateway_app: Apps) -> None:
     assert response.json()["required_scope"] == "events:write"
 
 
-async def test_export_needs_every_area_it_holds(gateway_app: Apps) -> None:
+async def test_export_needs_each_area_scope(gateway_app: Apps) -> None:
     app, client = gateway_app
     contacts_only = await _key(app, ["contacts:read"])
     without_sequences = await _key(app, ["contacts:read", "scoring:read"])

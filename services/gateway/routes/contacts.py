@@ -87,7 +87,7 @@ async def erase_contact(contact_id: str, request: Request, _: WriteContacts) -> 
 async def export_contact(contact_id: str, request: Request, _: ReadEverything) -> Response:
     """Return everything held about the person, from every service, in one document (503 if one is down).
 
-    The document holds the score ledger and the emails sent too, so the key needs the read scopes
+    The document contains the score ledger and the emails sent too, so the key needs the read scopes
     of those areas besides `contacts:read`.
     """
     return await forward(request, "contacts", "GET", f"/contacts/{contact_id}/export")
