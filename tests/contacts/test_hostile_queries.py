@@ -150,6 +150,7 @@ async def test_contacts_table_intact_after_hostile_requests(contacts_app: Apps) 
         ({"limit": "0"}, "limit"),
         ({"limit": "many"}, "limit"),
         ({"updated_since": "yesterday"}, "updated_since"),
+        ({"segment_id": "no-such-segment"}, "segment_id"),
     ],
 )
 async def test_bad_query_parameter_is_named_as_sent(contacts_app: Apps, params: dict[str, str], field: str) -> None:

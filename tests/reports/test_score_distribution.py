@@ -6,6 +6,7 @@ import httpx
 from fastapi import FastAPI
 
 from services.kit import clock
+from services.scoring.rulesets.models import ScoreModel
 from services.scoring.scores.models import ContactScore
 
 Apps = tuple[FastAPI, httpx.AsyncClient]
@@ -49,11 +50,25 @@ async def test_equal_scores_give_one_bin(scoring_app: Apps) -> None:
 
 
 async def test_model_without_scores_is_empty(scoring_app: Apps) -> None:
-    _, client = scoring_app
+    app, client = scoring_app
+    model = f"none-{uuid.uuid4().hex[:8]}"
+    async with app.state.db.session() as session:
+        now = clock.now()
+        session.add(ScoreModel(name=model, active_version=1, mql_threshold=50, created_at=now, updated_at=now))
+        await session.commit()
 
-    body = await distribution(client, model=f"none-{uuid.uuid4().hex[:8]}")
+    body = await distribution(client, model=model)
 
     assert (body["count"], body["mean"], body["bins"]) == (0, None, [])
+
+
+async def test_unknown_model_is_404(scoring_app: Apps) -> None:
+    _, client = scoring_app
+
+    response = await client.get("/reports/score-distribution", params={"model": f"nothing-{uuid.uuid4().hex[:8]}"})
+
+    assert response.status_code == 404
+    assert "no score model" in response.json()["detail"]
 
 
 async def test_bad_parameters_are_rejected(scoring_app: Apps) -> None:

@@ -17,7 +17,7 @@ from services.contacts.people.schemas import ContactIn, ContactOut, ContactPatch
 from services.contacts.people.service import INITIAL_STAGE, apply_profile, create_contact, find_by_email, get_contact
 from services.contacts.people.views import contact_view, contact_views
 from services.contacts.publishing import flush_changes
-from services.contacts.segments.models import SegmentMembership
+from services.contacts.segments.models import Segment, SegmentMembership
 from services.contacts.stages.machine import StageUnchanged, parse_stage
 from services.contacts.stages.service import change_stage
 from services.kit.outbox import Outbox
@@ -83,6 +83,8 @@ async def list_contacts(
     if stage is not None:
         query = query.where(Contact.stage == parse_stage(stage).value)
     if segment_id is not None:
+        if await session.get(Segment, segment_id) is None:
+            raise invalid("segment_id", f"no segment has the id {segment_id!r}")
         members = select(SegmentMembership.contact_id).where(SegmentMembership.segment_id == segment_id)
         query = query.where(col(Contact.id).in_(members))
     if updated_since is not None:

@@ -16,6 +16,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit import clock
 from services.kit.app import get_session
+from services.kit.problems import NotFound
+from services.scoring.rulesets.models import ScoreModel
 from services.scoring.scores.models import ContactScore
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -53,6 +55,8 @@ async def score_distribution(
     count, low, high, mean = (await session.exec(summary)).one()
     generated_at = clock.now()
     if not count:
+        if await session.get(ScoreModel, model) is None:
+            raise NotFound(f"no score model is named {model!r}")
         return ScoreDistribution(model=model, generated_at=generated_at, count=0, min=None, max=None, mean=None, bins=[])
 
     low, high = float(low), float(high)
