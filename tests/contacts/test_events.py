@@ -4,6 +4,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import event
 from sqlmodel import col, select
 
@@ -31,6 +32,26 @@ async def test_same_id_is_stored_once(contacts_app: Apps) -> None:
     assert (first.status_code, second.status_code) == (202, 202)
     assert (first.json()["status"], second.json()["status"]) == ("stored", "duplicate")
     assert second.json()["contact_id"] == first.json()["contact_id"]
+    assert len(await published(app, topics.EVENT_RECORDED, event__id=event["id"])) == 1
+
+
+@pytest.mark.parametrize("change", [{"type": "page_view"}, {"email": "someone-else@example.com"}, {"contact_id": "other"}])
+async def test_reused_id_with_other_content_is_409(contacts_app: Apps, change: dict[str, str]) -> None:
+    app, client = contacts_app
+    event = {"id": f"evt-{uuid.uuid4().hex}", "email": unique_email(), "type": "form_submitted"}
+    first = await client.post("/events", json=event)
+    reused = {**event, **change}
+    if "contact_id" in change:
+        reused.pop("email")
+        reused["contact_id"] = (await create_contact(client))["id"]
+
+    second = await client.post("/events", json=reused)
+    batch = await client.post("/events/batch", json={"events": [reused, {**event, "properties": {"retry": True}}]})
+
+    assert first.status_code == 202
+    assert second.status_code == 409
+    assert [error["field"] for error in second.json()["errors"]] == ["id"]
+    assert [item["status"] for item in batch.json()["items"]] == ["rejected", "duplicate"]
     assert len(await published(app, topics.EVENT_RECORDED, event__id=event["id"])) == 1
 
 

@@ -37,8 +37,11 @@ from services.contacts.settings import ContactsSettings
 from services.contacts.timeline.models import RecordedEvent, TimelineEvent
 from services.kit import clock
 from services.kit.contracts import contacts as topics
+from services.kit.logging import get_logger
 from services.kit.outbox import Outbox
-from services.kit.problems import NotFound, Problem, invalid
+from services.kit.problems import Conflict, NotFound, Problem, field_error, invalid
+
+log = get_logger(__name__)
 
 MAX_MESSAGE_ID_LENGTH = 200
 
@@ -196,20 +199,44 @@ def rejected(index: int, problem: Problem) -> EventResult:
 
 
 async def _mark_duplicates(session: AsyncSession, items: list[_Pending]) -> None:
-    """Mark as `duplicate` the ids stored before or repeated earlier in the same list."""
+    """Mark as `duplicate` the ids stored before or repeated earlier in the same list.
+
+    An id stored before with another type or for another contact is a client's mistake rather than a
+    retry, so that item is rejected with a 409 instead of being reported as a duplicate.
+    """
     ids = list({item.event_id for item in items})
-    known: dict[str, str] = {}
+    known: dict[str, tuple[str, str, str | None]] = {}
     if ids:
-        rows = await session.exec(select(TimelineEvent.id, TimelineEvent.contact_id).where(col(TimelineEvent.id).in_(ids)))
-        known = dict(rows.all())
+        query = (
+            select(TimelineEvent.id, TimelineEvent.contact_id, TimelineEvent.type, Contact.email_key)
+            .outerjoin(Contact, col(Contact.id) == col(TimelineEvent.contact_id))
+            .where(col(TimelineEvent.id).in_(ids))
+        )
+        known = {event_id: (contact_id, kind, email_key) for event_id, contact_id, kind, email_key in (await session.exec(query)).all()}
 
     seen: set[str] = set()
     for item in items:
         if item.event_id in known:
-            item.result = EventResult(item.index, "duplicate", item.event_id, known[item.event_id])
+            contact_id, kind, email_key = known[item.event_id]
+            if _differs(item, contact_id, kind, email_key):
+                log.warning("event.id_reused", event_id=item.event_id, contact_id=contact_id)
+                message = f"event {item.event_id} exists with another type or contact; give this event a new id"
+                item.result = rejected(item.index, Conflict(message, errors=[field_error("id", message, "conflict")]))
+            else:
+                item.result = EventResult(item.index, "duplicate", item.event_id, contact_id)
         elif item.event_id in seen:
             item.result = EventResult(item.index, "duplicate", item.event_id)
         seen.add(item.event_id)
+
+
+def _differs(item: _Pending, contact_id: str, kind: str, email_key: str | None) -> bool:
+    """Return whether an item names another type or contact than the stored event of its id."""
+    if item.incoming.type != kind:
+        return True
+    if item.incoming.contact_id:
+        return item.incoming.contact_id != contact_id
+    # An erased contact has no row left to compare with.
+    return email_key is not None and item.email_key != email_key
 
 
 async def _resolve_contacts(
