@@ -119,6 +119,21 @@ async def test_claims_divide_and_expire(workers: tuple[Runtime, Runtime]) -> Non
     await release(second, ids)
 
 
+async def test_release_leaves_claims_of_others(workers: tuple[Runtime, Runtime]) -> None:
+    first, second = workers
+    assert await claim(first, [911]) == [911]
+    # The first claim expired while its batch still ran, and the second worker claimed the step.
+    await first.redis.delete(claim_key(first.settings.namespace, 911))  # type: ignore[union-attr]
+    assert await claim(second, [911]) == [911]
+
+    await release(first, [911])
+
+    assert await claim(first, [911]) == []
+    await release(second, [911])
+    assert await claim(first, [911]) == [911]
+    await release(first, [911])
+
+
 async def test_redis_outage_sweeps_unclaimed(workers: tuple[Runtime, Runtime]) -> None:
     first, _ = workers
     # Nothing listens on this port, so every Redis command fails to connect.

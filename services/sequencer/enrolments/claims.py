@@ -45,13 +45,27 @@ async def claim(runtime: Runtime, step_run_ids: Sequence[int]) -> list[int]:
     return [step_run_id for step_run_id, claimed in zip(step_run_ids, replies, strict=True) if claimed]
 
 
+# Deletes each key that still holds this worker's id. A batch that outlived its claims may find a
+# key that another worker claimed since, which must stay.
+_RELEASE_OWN = """
+local released = 0
+for index, key in ipairs(KEYS) do
+    if redis.call('GET', key) == ARGV[1] then
+        released = released + redis.call('DEL', key)
+    end
+end
+return released
+"""
+
+
 async def release(runtime: Runtime, step_run_ids: Sequence[int]) -> None:
     """Delete this sweep's claims once their batch has ended, so a step still due can be listed again at once."""
     if runtime.redis is None or not step_run_ids:
         return
 
     namespace = runtime.settings.namespace
+    keys = [claim_key(namespace, step_run_id) for step_run_id in step_run_ids]
     try:
-        await runtime.redis.delete(*(claim_key(namespace, step_run_id) for step_run_id in step_run_ids))
+        await runtime.redis.eval(_RELEASE_OWN, len(keys), *keys, runtime.worker_id)
     except Exception as error:  # noqa: BLE001 - the claims expire by themselves
         log.warning("sweep.release_failed", step_runs=len(step_run_ids), error=repr(error))
