@@ -64,13 +64,13 @@ async def test_missing_scope_is_403(gateway_app: Apps) -> None:
 async def test_export_needs_each_area_scope(gateway_app: Apps) -> None:
     app, client = gateway_app
     contacts_only = await _key(app, ["contacts:read"])
-    without_sequences = await _key(app, ["contacts:read", "scoring:read"])
+    without_sequences = await _key(app, ["contacts:read", "segments:read", "scoring:read"])
 
     first = await client.get("/v1/contacts/c1/export", headers={"Authorization": f"Bearer {contacts_only}"})
     second = await client.get("/v1/contacts/c1/export", headers={"Authorization": f"Bearer {without_sequences}"})
 
     assert first.status_code == 403
-    assert first.json()["required_scope"] == "scoring:read"
+    assert first.json()["required_scope"] == "segments:read"
     assert second.status_code == 403
     assert second.json()["required_scope"] == "sequences:read"
 

@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1", tags=["contacts"])
 ReadContacts = Annotated[object, Depends(require_scope("contacts:read"))]
 WriteContacts = Annotated[object, Depends(require_scope("contacts:write"))]
 ReadScoring = Annotated[object, Depends(require_scope("scoring:read"))]
-ReadEverything = Annotated[object, Depends(require_scope("contacts:read", "scoring:read", "sequences:read"))]
+ReadEverything = Annotated[object, Depends(require_scope("contacts:read", "segments:read", "scoring:read", "sequences:read"))]
 
 
 def _body(model: Any) -> dict[str, Any]:
@@ -87,8 +87,8 @@ async def erase_contact(contact_id: str, request: Request, _: WriteContacts) -> 
 async def export_contact(contact_id: str, request: Request, _: ReadEverything) -> Response:
     """Return everything held about the person, from every service, in one document (503 if one is down).
 
-    The document contains the score ledger and the emails sent too, so the key needs the read scopes
-    of those areas besides `contacts:read`.
+    The document contains the segment memberships, the score ledger and the emails sent too, so the
+    key needs the read scopes of those areas besides `contacts:read`.
     """
     return await forward(request, "contacts", "GET", f"/contacts/{contact_id}/export")
 
