@@ -10,6 +10,7 @@ from prometheus_client import REGISTRY
 # Importing the modules registers their metrics with the process's default registry.
 import services.gateway.receipts.service  # noqa: F401
 import services.kit.metrics  # noqa: F401
+from services.gateway.webhooks import Provider
 from services.gateway.webhooks.errors import RejectionCode
 
 ALERTS = Path(__file__).resolve().parents[2] / "infra" / "prometheus" / "alerts.yaml"
@@ -54,3 +55,17 @@ def test_rejection_outcomes_exist() -> None:
     [pattern] = re.findall(r'outcome=~"([^"]+)"', rule["expr"])
 
     assert set(pattern.split("|")) <= {code.value for code in RejectionCode}
+
+
+def test_alerted_counters_exist_for_every_provider() -> None:
+    # increase() cannot see a series' first sample, so a series born at its first block would miss it.
+    samples = {
+        (sample.name, sample.labels.get("provider"))
+        for metric in REGISTRY.collect()
+        for sample in metric.samples
+        if sample.name in {"nurture_sending_blocks_total", "nurture_webhook_invalid_events_total"}
+    }
+
+    for provider in Provider:
+        assert ("nurture_sending_blocks_total", provider.value) in samples
+        assert ("nurture_webhook_invalid_events_total", provider.value) in samples

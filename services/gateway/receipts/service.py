@@ -23,6 +23,7 @@ from services.gateway.receipts.timeline import timeline_event, timeline_event_id
 from services.gateway.webhooks import (
     CertificateFetcher,
     FailureClass,
+    Provider,
     ReplayCache,
     SkipReason,
     WebhookConfig,
@@ -52,6 +53,11 @@ SENDING_BLOCKS = Counter(
 INVALID_EVENTS = Counter(
     "nurture_webhook_invalid_events_total", "Signed provider events that could not be read, kept as failed receipts", ["provider"]
 )
+# Each provider's series starts at 0, because Prometheus's increase() cannot see a series' first
+# sample, and a series created by the first block would not alert on that block.
+for _provider in Provider:
+    SENDING_BLOCKS.labels(_provider.value)
+    INVALID_EVENTS.labels(_provider.value)
 RECEIPTS_TABLE = "webhook_receipt"
 # A failed receipt keeps at most this much of a malformed event that is not JSON.
 MAX_INVALID_TEXT = 10_000
