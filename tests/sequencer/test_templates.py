@@ -272,11 +272,34 @@ def test_valid_template_passes() -> None:
         "{% for i in range(1000) %}{{ ('x' * 999999)|length }}{% endfor %}",
         "{% macro inner() %}{% for j in range(500) %}{% endfor %}{% endmacro %}{% for i in range(1000) %}{{ inner() }}{% endfor %}",
         "{% set range = contact.interests %}{% for i in 'x' * 900000 %}{% for j in 'y' * 900000 %}{% endfor %}{% endfor %}",
+        # Calls count too: a macro calling itself twice per level, and a recursive loop's loop(items).
+        "{% macro f(d) %}{% if d > 0 %}{{ f(d-1) }}{{ f(d-1) }}{% endif %}{% endmacro %}{{ f(26) }}x",
+        "{% set s = 'x'|center(2000) %}{% for c in [1] recursive %}{% if loop.depth < 4 %}{{ loop(s) }}{% endif %}{% endfor %}x",
+        # Widths that would build huge strings even when nothing prints them.
+        "{{ ('x'|center(300000000))|length }}",
+        "{{ ('x'|center(9000))|map('center', 9000)|map('length')|sum }}",
+        "{{ ('%300000000s' % 1)|length }}",
+        "{{ ('%300000000s'|format(1))|length }}",
     ],
 )
 def test_render_refuses_injection_and_runaway(html: str) -> None:
     with pytest.raises(TemplateSecurityError):
         render(html)
+
+
+def test_ordinary_formats_and_filters_render() -> None:
+    html = (
+        "{{ '%.2f'|format(3.14159) }} {{ '%s and %s' % ('a', 'b') }}"
+        "|{{ contact.first_name|fallback('friend')|center(9) }}|{{ 'a b c'|wordwrap(3) }}"
+        "{% macro hi(name) %}Hi {{ name }}{% endmacro %}|{{ hi(contact.first_name|fallback('friend')) }}"
+    )
+
+    rendered = render(html, person=recipient(first_name="Ana"))
+
+    assert "3.14 a and b" in rendered.html
+    assert "|   Ana   |" in rendered.html
+    assert "a b\nc" in rendered.html
+    assert "|Hi Ana" in rendered.html
 
 
 def test_step_budget_is_per_render() -> None:

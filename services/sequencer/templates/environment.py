@@ -3,29 +3,43 @@
 Two `ImmutableSandboxedEnvironment`s share one configuration. The HTML one escapes every value it
 prints, and the text one (for the text part and the subject) does not. The sandbox blocks attributes
 that start with an underscore and any call that mutates a list, dict or set. This module also caps
-repetition (`'x' * n`) and powers, counts the work of a render (see `render_budget`), and turns an
-empty contact or company token into `MissingToken`, which raises when printed. The renderer caps
-the size of the output.
+repetition (`'x' * n`), powers and format widths, counts the work of a render (see
+`render_budget`), and turns an empty contact or company token into `MissingToken`, which raises
+when printed. The renderer caps the size of the output.
 """
 
 from __future__ import annotations
 
+import inspect
 import operator
-from collections.abc import Iterable, Iterator, Mapping
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import update_wrapper
 from typing import Any
 
 from jinja2 import ChainableUndefined, StrictUndefined, Undefined, UndefinedError, nodes
-from jinja2.runtime import Context
+from jinja2.runtime import Context, LoopContext, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError, safe_range
 
 # A marketing email is far below 1 MB; a render that grows past this is runaway template code.
 MAX_OUTPUT_CHARS = 1_000_000
 MAX_EXPONENT = 100
-# Loop iterations, range() items and repeated items of one render, in all. Two nested loops over
-# range(100000) pass the sandbox's cap per range(), yet make ten billion iterations.
+# Loop iterations, calls, range() items, repeated items and padded text of one render, in all. Two
+# nested loops over range(100000) pass the sandbox's cap per range(), yet make ten billion iterations.
 MAX_RENDER_STEPS = 200_000
+# A macro call renders a body, far more work than a loop step, so it counts as this many steps.
+MACRO_CALL_STEPS = 10
+
+# The widest padding, wrapping or format width a template may ask for. An email needs far less, and
+# `'x'|center(300000000)` would build a 300 MB string even when nothing prints it.
+MAX_FORMAT_WIDTH = 10_000
+# The filters whose width argument sets the size of the string they build.
+_WIDTH_FILTERS = {"center": "width", "indent": "width", "wordwrap": "width", "truncate": "length"}
+_PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[^a-zA-Z%]*")
+_FORMAT_SPEC = re.compile(r"\{[^{}]*:([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
+_DIGITS = re.compile(r"\d+")
 
 _steps: ContextVar[list[int] | None] = ContextVar("template_render_steps", default=None)
 
@@ -47,8 +61,8 @@ def _charge(steps: int) -> None:
     counter[0] += steps
     if counter[0] > MAX_RENDER_STEPS:
         raise SecurityError(
-            f"the template needs more than {MAX_RENDER_STEPS} steps (loop iterations, range() items, repeated items);"
-            " use fewer or smaller loops"
+            f"the template needs more than {MAX_RENDER_STEPS} steps (loop iterations, calls, range() items, repeated"
+            " items); use fewer or smaller loops and macros"
         )
 
 
@@ -146,7 +160,7 @@ def _finalize(value: Any) -> Any:
 class EmailSandbox(ImmutableSandboxedEnvironment):
     """Immutable sandbox with limits on repetition and powers, which raises on any unsafe access."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         # Every loop's iterable goes through `counted`. The call names an attribute of the
@@ -162,12 +176,31 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
             _charge(1)
             yield item
 
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
+        # Each call counts, so a macro that calls itself twice per level runs out of budget. A
+        # recursive loop's `loop(items)` gets its items counted like any loop's.
+        _charge(MACRO_CALL_STEPS if isinstance(__obj, Macro) else 1)
+        if isinstance(__obj, LoopContext) and args:
+            args = (__self.counted(args[0]), *args[1:])
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None:
+            check_format_widths(value.__self__)
+        return wrapped
+
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         # The stock sandbox returns an undefined value that prints as "", which hides an injection
         # attempt; raising stops the render and names the attribute.
         raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__} value is not allowed")
 
     def call_binop(self, context: Context, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "%":
+            if isinstance(left, str):
+                check_format_widths(left)
+            return operator.mod(left, right)
+
         if operator_name == "**":
             if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
                 raise SecurityError(f"exponent {right} is larger than {MAX_EXPONENT}")
@@ -179,6 +212,43 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
                     raise SecurityError(f"repetition would create more than {MAX_OUTPUT_CHARS} items")
                 _charge(max(0, len(sequence) * count))
         return operator.mul(left, right)
+
+
+def check_format_widths(format_string: str) -> None:
+    """Reject a %-style or str.format string whose width or precision would build a huge string."""
+    specs = [match.group() for match in _PRINTF_SPEC.finditer(format_string)]
+    specs += [match.group(1) for match in _FORMAT_SPEC.finditer(format_string)]
+    for spec in specs:
+        if "*" in spec or "{" in spec:
+            raise SecurityError("a width or precision taken from an argument is not allowed in a format string")
+        for number in _DIGITS.findall(spec):
+            if int(number) > MAX_FORMAT_WIDTH:
+                raise SecurityError(f"a width or precision of {number} in a format string is larger than {MAX_FORMAT_WIDTH}")
+
+
+def _width_checked(name: str, original: Callable[..., Any], width_argument: str) -> Callable[..., Any]:
+    """Wrap a filter that pads or wraps text, rejecting a width above MAX_FORMAT_WIDTH before it runs."""
+    names = list(inspect.signature(original).parameters)
+    position = names.index(width_argument)
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        width = kwargs.get(width_argument, args[position] if len(args) > position else None)
+        if isinstance(width, int | float) and abs(width) > MAX_FORMAT_WIDTH:
+            raise SecurityError(f"{name}: a width of {width} is larger than {MAX_FORMAT_WIDTH}")
+        result = original(*args, **kwargs)
+        _charge(len(result) // 100 if isinstance(result, str) else 1)
+        return result
+
+    return update_wrapper(checked, original)
+
+
+def _format_checked(original: Callable[..., Any]) -> Callable[..., Any]:
+    def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            check_format_widths(value)
+        return original(value, *args, **kwargs)
+
+    return update_wrapper(checked, original)
 
 
 def counted_range(*args: int) -> range:
@@ -196,6 +266,9 @@ def _make_environment(*, autoescape: bool) -> EmailSandbox:
         undefined=StrictUndefined,
     )
     environment.filters["fallback"] = fallback
+    for name, width_argument in _WIDTH_FILTERS.items():
+        environment.filters[name] = _width_checked(name, environment.filters[name], width_argument)
+    environment.filters["format"] = _format_checked(environment.filters["format"])
     environment.globals["range"] = counted_range
     return environment
 

@@ -174,8 +174,8 @@ def _render(part: TemplatePart, source: str, context: dict[str, Any]) -> str:
 
 
 def _generate_within_limit(part: TemplatePart, source: str, context: dict[str, Any]) -> list[str]:
-    # NOTE: the budget counts loops, range() and repetition. A filter's own work, such as a huge
-    # width given to `center`, is bounded only by the output cap once it is printed.
+    # NOTE: the budget counts loops, calls, range(), repetition and padded text, and widths are
+    # capped. Other filters' work is bounded by the size of their input, not counted.
     chunks: list[str] = []
     size = 0
     with render_budget():
