@@ -40,7 +40,7 @@ from services.scoring.rules import (
 from services.scoring.rulesets.service import ActiveModel
 from services.scoring.scores.models import ContactScore, LedgerRow
 from services.scoring.thresholds.models import ScoreThreshold, ThresholdState
-from services.scoring.thresholds.triggers import evaluate, thresholds_by_model, triggers_for
+from services.scoring.thresholds.triggers import backfill_previous, evaluate, thresholds_by_model, triggers_for
 
 log = get_logger(__name__)
 
@@ -331,7 +331,7 @@ async def replace_ledgers(
         if not replayed.entries and model.name not in book.scores:
             continue
         save_score(run, book, model, replayed.score)
-        await evaluate_triggers(run, book, model, previous.total, replayed.score.total)
+        await evaluate_triggers(run, book, model, previous.total, replayed.score.total, backfill_mql=True)
     # Tables, not ORM classes, so SQLAlchemy sends one executemany each without ORM bookkeeping.
     if values:
         await run.session.exec(insert(LEDGER), params=values)  # type: ignore[call-overload]
@@ -380,16 +380,33 @@ def save_score(run: ScoringRun, book: ContactBook, model: ActiveModel, breakdown
 
 
 async def evaluate_triggers(
-    run: ScoringRun, book: ContactBook, model: ActiveModel, previous: float | None, current: float
+    run: ScoringRun,
+    book: ContactBook,
+    model: ActiveModel,
+    previous: float | None,
+    current: float,
+    *,
+    backfill_mql: bool = False,
 ) -> None:
+    """Apply a score change to the model's triggers.
+
+    With `backfill_mql` (a rescore) the MQL trigger treats the contact as newly found, as a backfill
+    does. The rescore may apply a lower MQL threshold, which an unchanged score is then above
+    without having crossed it.
+    """
     for trigger in triggers_for(model, await run.thresholds(model.name)):
+        state = book.states.get(trigger.key)
+        if backfill_mql and trigger.name is None:
+            previous_for_trigger = backfill_previous(state)
+        else:
+            previous_for_trigger = previous
         state = await evaluate(
             run.session,
             run.outbox,
             contact_id=book.contact_id,
             trigger=trigger,
-            state=book.states.get(trigger.key),
-            previous=previous,
+            state=state,
+            previous=previous_for_trigger,
             current=current,
             source=run.source,
             now=run.now,

@@ -3,8 +3,11 @@
 from datetime import timedelta
 from typing import Any
 
+from sqlmodel import select
+
 from services.kit import clock
 from services.kit.contracts import scoring as scoring_topics
+from services.scoring.thresholds.models import ThresholdFiring
 from tests.scoring.service.support import NOW, ScoringHarness, new_id, recorded, unique_name
 
 # Points chosen for case 10: +12, +1, -5, +5, and one event per contact to set any score.
@@ -207,3 +210,44 @@ async def test_deleted_threshold_is_gone(scoring: ScoringHarness) -> None:
 
     assert (await scoring.client.delete(f"/scoring/thresholds/{threshold}")).status_code == 204
     assert (await scoring.client.get(f"/scoring/thresholds/{threshold}")).status_code == 404
+
+
+async def test_lowered_mql_threshold_promotes_on_rescore(scoring: ScoringHarness) -> None:
+    clock.freeze(NOW)
+    model = str((await scoring.put_model({**STEPS, "mql_threshold": 100}))["name"])
+    person = new_id()
+    await _set_score(scoring, person, 3)
+    before = await scoring.model_score(person, model)
+
+    await scoring.put_model({**STEPS, "mql_threshold": 20}, name=model)
+    job = (await scoring.client.post(f"/scoring/models/{model}/rescore")).json()
+    await scoring.finish_jobs(job["id"])
+    after = await scoring.model_score(person, model)
+
+    async with scoring.app.state.db.session() as session:
+        query = select(ThresholdFiring.trigger, ThresholdFiring.score).where(ThresholdFiring.contact_id == person)
+        firings = list((await session.exec(query)).all())
+
+    assert (before["total"], before["mql"]) == (30, False)
+    assert (after["total"], after["mql"]) == (30, True)
+    assert firings == [(f"mql:{model}", 30)]
+
+
+async def test_rescore_does_not_promote_twice(scoring: ScoringHarness) -> None:
+    clock.freeze(NOW)
+    model = str((await scoring.put_model({**STEPS, "mql_threshold": 20}))["name"])
+    person = new_id()
+    await _set_score(scoring, person, 3)
+
+    # A new version that leaves this contact's score as it is, then a rescore that applies it.
+    rules = [{**rule, "points": 2} if rule["name"] == "visit" else rule for rule in STEPS["rules"]]
+    await scoring.put_model({**STEPS, "rules": rules, "mql_threshold": 20}, name=model)
+    job = (await scoring.client.post(f"/scoring/models/{model}/rescore")).json()
+    await scoring.finish_jobs(job["id"])
+    score = await scoring.model_score(person, model)
+    async with scoring.app.state.db.session() as session:
+        firings = list((await session.exec(select(ThresholdFiring.id).where(ThresholdFiring.contact_id == person))).all())
+
+    assert (score["version"], score["total"], score["mql"]) == (2, 30, True)
+    assert len(scoring.outbox.payloads(scoring_topics.MQL_REACHED, contact_id=person)) == 1
+    assert len(firings) == 1
