@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,10 @@ from services.cli.demo.errors import DemoError
 
 # The demo waits out a rate limit or a restarting service instead of failing the whole run.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# A pooled keep-alive connection that the server closes just as a request goes out fails with one
+# of these. The request is sent again: a GET or PUT is safe to repeat, and a POST carries an
+# Idempotency-Key, so the gateway returns the first response to a repeat.
+TRANSPORT_ERRORS = (httpx.RemoteProtocolError, httpx.ConnectError, httpx.ReadError, httpx.WriteError)
 MAX_TRIES = 8
 PAGE_LIMIT = 500
 
@@ -55,8 +60,16 @@ class DemoClient:
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send one call and return its JSON body (None when empty); raise DemoApiError for a problem."""
+        if method == "POST":
+            kwargs["headers"] = {"Idempotency-Key": uuid.uuid4().hex, **kwargs.get("headers", {})}
         for attempt in range(1, MAX_TRIES + 1):
-            response = await self.http.request(method, path, **kwargs)
+            try:
+                response = await self.http.request(method, path, **kwargs)
+            except TRANSPORT_ERRORS as error:
+                if attempt == MAX_TRIES:
+                    raise DemoError(f"{method} {path} failed after {MAX_TRIES} tries: {error!r}") from error
+                await asyncio.sleep(_backoff_s(attempt))
+                continue
             if response.status_code not in RETRY_STATUSES or attempt == MAX_TRIES:
                 break
             await asyncio.sleep(_retry_after_s(response, attempt))
@@ -97,6 +110,10 @@ def _retry_after_s(response: httpx.Response, attempt: int) -> float:
     header = response.headers.get("retry-after", "")
     if header.isdigit():
         return min(float(header), 30.0)
+    return _backoff_s(attempt)
+
+
+def _backoff_s(attempt: int) -> float:
     return min(0.25 * 2**attempt, 10.0)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from services.cli.demo.client import MAX_TRIES, TRANSPORT_ERRORS
 from services.cli.demo.dataset import Lead
 from services.cli.demo.errors import DemoError
 from services.cli.demo.mailbox import Delivered
@@ -86,6 +87,14 @@ class Recipients:
         self.engagement.clicked += sum(1 for paths in visits if len(paths) > 1)
 
     async def _request(self, path: str) -> None:
-        response = await self.http.get(path)
+        for attempt in range(1, MAX_TRIES + 1):
+            try:
+                response = await self.http.get(path)
+                break
+            except TRANSPORT_ERRORS:
+                # The gateway closed a keep-alive connection as the request went out, so the hit never arrived.
+                if attempt == MAX_TRIES:
+                    raise
+                await asyncio.sleep(0.1 * attempt)
         if response.status_code not in (200, 302):
             raise TrackingError(f"GET {path[:40]}... returned {response.status_code}: {response.text[:200]}")
