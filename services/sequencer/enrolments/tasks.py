@@ -3,9 +3,9 @@
 The sweep is what makes the database the system of record. Every interval it takes the step runs
 that are due, claims them from other workers' sweeps (see `claims`), and runs them itself. A step
 whose job vanished from Redis (flush, restart), or whose job is stuck on a killed worker,
-therefore still runs. Both hand their step runs to the process's
-batcher (see `dispatch`), and the claims in `runner` and `batch` make them safe to run the same
-step at the same time.
+therefore still runs. Jobs and sweeps hand their step runs to the process's batcher (see
+`dispatch`), and the row locks in `runner` and `batch` make it safe for both to run one step at
+the same time.
 """
 
 import asyncio
