@@ -73,18 +73,18 @@ async def states(runtime: Runtime, step_run_ids: list[int]) -> list[str]:
 async def test_sweep_leaves_claimed_step_runs(workers: tuple[Runtime, Runtime], sink: Sink) -> None:
     first, second = workers
     sequence_id, addresses = await due_emails(first, 6)
-    held = [step_run_id for step_run_id, _ in await due_step_runs(first, 3)]
+    claimed_by_first = [step_run_id for step_run_id, _ in await due_step_runs(first, 3)]
 
-    assert await claim(first, held) == held
+    assert await claim(first, claimed_by_first) == claimed_by_first
     await sweep_due_steps({"runtime": second})
     after_one_sweep = await recipients(first, sequence_id)
-    held_states = await states(first, held)
+    first_states = await states(first, claimed_by_first)
 
-    await release(first, held)
+    await release(first, claimed_by_first)
     await sweep_due_steps({"runtime": second})
 
     assert len(after_one_sweep) == 3
-    assert held_states == ["scheduled"] * 3
+    assert first_states == ["scheduled"] * 3
     assert await recipients(first, sequence_id) == sorted(addresses)
     assert all(len(sink.handler.to(address)) == 1 for address in addresses)
 
@@ -106,12 +106,12 @@ async def test_claims_divide_and_expire(workers: tuple[Runtime, Runtime]) -> Non
     first, second = workers
     ids = [901, 902, 903]
 
-    taken = await claim(first, ids[:2])
-    left = await claim(second, ids)
+    first_claims = await claim(first, ids[:2])
+    second_claims = await claim(second, ids)
     ttl = await first.redis.pttl(claim_key(first.settings.namespace, 901))  # type: ignore[union-attr]
 
-    assert taken == [901, 902]
-    assert left == [903]
+    assert first_claims == [901, 902]
+    assert second_claims == [903]
     assert 0 < ttl <= 60_000
     await release(first, ids[:2])
     await release(second, [903])

@@ -218,7 +218,7 @@ def compute_score(
 class ScoreTally:
     """The parts of a contact's score at one instant, kept so that new ledger entries are added cheaply.
 
-    A busy contact's ledger holds thousands of rows, and each event adds one or two. Adding them to
+    A busy contact's ledger has thousands of rows, and each event adds one or two. Adding them to
     a tally costs in proportion to the new rows, where adding up the ledger again costs in
     proportion to all of them, on every event. `breakdown()` equals what `compute_score` returns
     for the same rows.

@@ -45,8 +45,8 @@ async def claim(runtime: Runtime, step_run_ids: Sequence[int]) -> list[int]:
     return [step_run_id for step_run_id, claimed in zip(step_run_ids, replies, strict=True) if claimed]
 
 
-# Deletes each key that still holds this worker's id. A batch that outlived its claims may find a
-# key that another worker claimed since, which must stay.
+# Deletes each key whose value is still this worker's id. A batch that outlived its claims may find
+# a key that another worker claimed since, which must stay.
 _RELEASE_OWN = """
 local released = 0
 for index, key in ipairs(KEYS) do

@@ -163,15 +163,15 @@ async def test_malformed_event_is_kept_as_failed_receipt(webhook_gateway: Webhoo
     first = await post_and_deliver(webhook_gateway, [good, bad])
     # The provider sends the same request again: the malformed event is kept once.
     again = await post_and_deliver(webhook_gateway, [good, bad])
-    kept = [row for row in await invalid_receipts(webhook_gateway) if row.id not in before]
+    new_receipts = [row for row in await invalid_receipts(webhook_gateway) if row.id not in before]
 
     assert (first["events"], first["stored"], first["skipped"]) == (1, 1, 1)
     assert (again["stored"], again["duplicates"]) == (0, 1)
-    assert len(kept) == 1
-    assert kept[0].state == "failed"
-    assert kept[0].raw == bad
-    assert kept[0].last_error is not None and kept[0].last_error.startswith("invalid event:")
-    assert kept[0].event_type == "bounce"
+    assert len(new_receipts) == 1
+    assert new_receipts[0].state == "failed"
+    assert new_receipts[0].raw == bad
+    assert new_receipts[0].last_error is not None and new_receipts[0].last_error.startswith("invalid event:")
+    assert new_receipts[0].event_type == "bounce"
 
 
 async def test_repeated_soft_bounces_suppress(webhook_gateway: WebhookGateway) -> None:

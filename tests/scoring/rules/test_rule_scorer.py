@@ -356,12 +356,8 @@ class TestLinearDecay:
 class TestScoreTally:
     """A tally fed in steps and moved in time gives what adding up the whole ledger at once gives."""
 
-    RULES = rule_set(
-        engagement("pricing-visit", 15),
-        engagement("hard-bounce", -15, decay={"type": "none"}),
-        engagement("slow-rule", 8, decay={"type": "half_life", "half_life_days": 10}),
-        decay={"type": "linear", "points_per_day": 1, "grace_days": 7},
-    )
+    # Rules of every kind of decay: half-life, none, and the rule set's linear decay.
+    RULES = TestLinearDecay.RULES
 
     def ledger(self, seed: int, size: int) -> list[LedgerEntry]:
         generator = random.Random(seed)
@@ -376,7 +372,7 @@ class TestScoreTally:
                 name, points = generator.choice(rules)
                 entries.append(entry(name, points, days, event_id=f"e{index % 7}"))
             if generator.random() < 0.2:
-                # The same sort key with another reason: only the order of arrival tells the two apart.
+                # The same sort key with another reason: only the order of arrival distinguishes the two.
                 entries.append(replace(entries[-1], reason=EntryReason.CAPPED))
         return entries
 
