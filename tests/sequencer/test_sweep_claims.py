@@ -14,6 +14,7 @@ from services.cli.supervisor import free_port
 from services.kit import clock
 from services.kit.db import Database
 from services.kit.queue import create_queue_pool
+from services.sequencer.enrolments import claims
 from services.sequencer.enrolments.claims import claim, claim_key, release
 from services.sequencer.enrolments.runtime import Runtime, beat, build_runtime
 from services.sequencer.enrolments.tasks import due_step_runs, sweep_due_steps
@@ -86,6 +87,25 @@ async def test_sweep_leaves_claimed_step_runs(workers: tuple[Runtime, Runtime], 
     assert len(after_one_sweep) == 3
     assert first_states == ["scheduled"] * 3
     assert await recipients(first, sequence_id) == sorted(addresses)
+    assert all(len(sink.handler.to(address)) == 1 for address in addresses)
+
+
+async def test_dead_workers_claims_expire(
+    workers: tuple[Runtime, Runtime], sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = workers
+    monkeypatch.setattr(claims, "CLAIM_TTL_MS", 300)
+    sequence_id, addresses = await due_emails(first, 4)
+    # The first worker claims every due step and dies before running any: its claims are never released.
+    await claim(first, [step_run_id for step_run_id, _ in await due_step_runs(first, 10)])
+
+    await sweep_due_steps({"runtime": second})
+    sent_while_claimed = await recipients(second, sequence_id)
+    await asyncio.sleep(0.4)
+    await sweep_due_steps({"runtime": second})
+
+    assert sent_while_claimed == []
+    assert await recipients(second, sequence_id) == sorted(addresses)
     assert all(len(sink.handler.to(address)) == 1 for address in addresses)
 
 
