@@ -76,7 +76,8 @@ class ContactBook:
     # Each model's score and cap totals, updated as entries are added, so that each event of a
     # contact with a long ledger does not add up all of it again.
     tallies: dict[str, ScoreTally] = field(default_factory=dict)
-    totals: dict[str, tuple[RuleSet, LedgerTotals]] = field(default_factory=dict)
+    # The cap totals per model, with the entries added since, which the next read adds to them.
+    totals: dict[str, tuple[RuleSet, LedgerTotals, list[LedgerEntry]]] = field(default_factory=dict)
 
     def entries(self, model: str) -> list[LedgerEntry]:
         """Return the ledger of one model as the rules library reads it."""
@@ -90,8 +91,8 @@ class ContactBook:
         if model in self.tallies:
             self.tallies[model].add(entries)
         if model in self.totals:
-            rule_set, totals = self.totals[model]
-            self.totals[model] = (rule_set, totals.plus(rule_set, entries))
+            # Most contacts get one event in a batch, so the totals are brought up to date only if read again.
+            self.totals[model][2].extend(entries)
 
     def replace_entries(self, model: str, entries: Sequence[LedgerEntry]) -> None:
         """Put a recomputed ledger in place; `rows` of the model are no longer read afterwards."""
@@ -237,9 +238,13 @@ def ledger_totals(model: ActiveModel, book: ContactBook) -> LedgerTotals:
     """Return the sums and keys of the model's ledger that caps and repeated events need."""
     cached = book.totals.get(model.name)
     if cached is not None and cached[0] is model.rule_set:
-        return cached[1]
+        rule_set, totals, added = cached
+        if added:
+            totals = totals.plus(rule_set, added)
+            book.totals[model.name] = (rule_set, totals, [])
+        return totals
     totals = LedgerTotals.from_entries(model.rule_set, book.entries(model.name))
-    book.totals[model.name] = (model.rule_set, totals)
+    book.totals[model.name] = (model.rule_set, totals, [])
     return totals
 
 
