@@ -54,7 +54,7 @@ def serve(service: ServiceArgument) -> None:
 @app.command()
 def worker(service: ServiceArgument) -> None:
     """Run one service's queue worker."""
-    from arq.worker import run_worker
+    from services.kit.worker import run_worker
 
     settings = registry.load_settings(_check(service))
     configure_logging(service=f"{service}-worker", log_format=settings.log_format, level=settings.log_level)

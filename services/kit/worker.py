@@ -1,16 +1,19 @@
 """The arq worker every service runs beside its API.
 
-`build_worker_settings` returns the class arq's runner reads. On start the worker opens the
+`build_worker_settings` returns the class that `run_worker` reads. On start the worker opens the
 service's database and clients, and runs the outbox relay and sweep and any periodic tasks of the
 service in the background; on stop it closes them. Jobs get the database as `ctx["db"]`, the
 clients as `ctx["clients"]`, the settings as `ctx["settings"]` and the outbox as `ctx["outbox"]`.
 """
 
 import asyncio
+import signal
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from arq.worker import Function
+from arq.worker import Function, get_kwargs
+from arq.worker import Worker as ArqWorker
+from redis.exceptions import RedisError
 
 from services.kit.db import Database
 from services.kit.http import ServiceClient
@@ -23,6 +26,44 @@ log = get_logger(__name__)
 
 Context = dict[str, Any]
 Periodic = Callable[[Context], Awaitable[None]]
+
+
+class Worker(ArqWorker):
+    """arq's worker, whose stop runs the service's shutdown hooks even when Redis is gone.
+
+    arq's own stop waits for the running jobs with a gather that re-raises their errors, then
+    deletes its health-check key, and only then calls `on_shutdown`. When Redis drops, which also
+    ends arq's main loop, either step raised, so the hooks never ran. A send that had begun its
+    final dot was then cut off as the process exited, and its email was lost.
+    """
+
+    async def close(self) -> None:
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if not self._pool:
+            return
+
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        try:
+            await self.pool.delete(self.health_check_key)
+        except (RedisError, OSError) as error:
+            log.warning("worker.health_check_not_deleted", error=repr(error))
+        try:
+            if self.on_shutdown:
+                await self.on_shutdown(self.ctx)
+        finally:
+            try:
+                await self.pool.close(close_connection_pool=True)
+            except (RedisError, OSError) as error:
+                log.warning("worker.redis_close_failed", error=repr(error))
+            self._pool = None
+
+
+def run_worker(settings_cls: type) -> Worker:
+    """Run a worker built from a class of `build_worker_settings` until it stops."""
+    worker = Worker(**get_kwargs(settings_cls))
+    worker.run()
+    return worker
 
 
 async def _repeat(name: str, task: Periodic, ctx: Context, interval_s: float, stop: asyncio.Event) -> None:

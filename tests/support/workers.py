@@ -4,10 +4,11 @@ import asyncio
 import contextlib
 
 from arq.utils import timestamp_ms
-from arq.worker import Worker, create_worker
+from arq.worker import get_kwargs
 
 from services.cli import services as registry
 from services.kit.settings import ServiceSettings
+from services.kit.worker import Worker
 
 
 async def drain_queue(service: str, settings: ServiceSettings | None = None, *, poll_s: float = 0.01) -> Worker:
@@ -17,7 +18,7 @@ async def drain_queue(service: str, settings: ServiceSettings | None = None, *, 
     retry with backoff, a wake-up left by an earlier test) would keep it running forever; here
     only the jobs due now count. A running job stays in the queue until it finishes.
     """
-    worker = create_worker(registry.worker_settings(service, settings), poll_delay=poll_s, handle_signals=False)
+    worker = Worker(**{**get_kwargs(registry.worker_settings(service, settings)), "poll_delay": poll_s, "handle_signals": False})
     running = asyncio.create_task(worker.main())
     try:
         while True:
