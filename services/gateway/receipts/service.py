@@ -148,7 +148,7 @@ def _count_sending_blocks(result: WebhookResult, stored_ids: set[str]) -> None:
             continue
         counted.add(receipt_id)
         SENDING_BLOCKS.labels(event.provider.value).inc()
-        # The diagnostic, which names the blocklist, can hold the recipient's address. So the log
+        # The diagnostic, which names the blocklist, can contain the recipient's address. So the log
         # carries ids and the status, and the receipt keeps the full text.
         log.warning("webhook.sending_blocked", provider=event.provider.value, provider_event_id=event.provider_event_id,
                     provider_message_id=event.message_id, smtp_status=event.smtp_status)

@@ -220,21 +220,25 @@ def check_format_widths(format_string: str) -> None:
     specs += [match.group(1) for match in _FORMAT_SPEC.finditer(format_string)]
     for spec in specs:
         if "*" in spec or "{" in spec:
-            raise SecurityError("a width or precision taken from an argument is not allowed in a format string")
+            raise SecurityError("a width or precision taken from an argument is not allowed in a format string; write the number")
         for number in _DIGITS.findall(spec):
             if int(number) > MAX_FORMAT_WIDTH:
-                raise SecurityError(f"a width or precision of {number} in a format string is larger than {MAX_FORMAT_WIDTH}")
+                raise SecurityError(
+                    f"a width or precision of {number} in a format string is larger than the maximum, {MAX_FORMAT_WIDTH}"
+                )
 
 
 def _width_checked(name: str, original: Callable[..., Any], width_argument: str) -> Callable[..., Any]:
-    """Wrap a filter that pads or wraps text, rejecting a width above MAX_FORMAT_WIDTH before it runs."""
+    """Wrap a filter that pads or wraps text: reject a width above MAX_FORMAT_WIDTH before it runs, and
+    count a hundredth of the text it builds against the render's budget.
+    """
     names = list(inspect.signature(original).parameters)
     position = names.index(width_argument)
 
     def checked(*args: Any, **kwargs: Any) -> Any:
         width = kwargs.get(width_argument, args[position] if len(args) > position else None)
         if isinstance(width, int | float) and abs(width) > MAX_FORMAT_WIDTH:
-            raise SecurityError(f"{name}: a width of {width} is larger than {MAX_FORMAT_WIDTH}")
+            raise SecurityError(f"{name}: a width of {width} is larger than the maximum, {MAX_FORMAT_WIDTH}")
         result = original(*args, **kwargs)
         _charge(len(result) // 100 if isinstance(result, str) else 1)
         return result
