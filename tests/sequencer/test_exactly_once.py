@@ -284,3 +284,30 @@ async def test_email_after_wait_runs_without_job(isolated: Isolated, sink: Sink)
         await runtime.close()
         await db.dispose()
         await redis.aclose()
+
+
+async def test_stop_after_hand_over_finishes_send(
+    runtime: Runtime, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock.freeze(START)
+    _, step_run_id = await one_email_step(runtime, "stopped-mid-send@example.com")
+    handed_over = asyncio.Event()
+    hand_over = runner._hand_over
+
+    async def slow_hand_over(*args: object) -> bool:
+        # The hand-over commits, then the worker stops before the final dot goes out.
+        committed = await hand_over(*args)  # type: ignore[arg-type]
+        handed_over.set()
+        await asyncio.sleep(0.2)
+        return committed
+
+    monkeypatch.setattr(runner, "_hand_over", slow_hand_over)
+    step = asyncio.create_task(runner.run_step(runtime, step_run_id))
+    await handed_over.wait()
+    step.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await step
+    await asyncio.gather(*list(runner.releasing), return_exceptions=True)
+    await flush_closing_sessions()
+
+    assert len(sink.handler.to("stopped-mid-send@example.com")) == 1

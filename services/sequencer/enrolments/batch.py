@@ -47,6 +47,8 @@ from services.sequencer.enrolments.runner import (
     record_rejection,
     record_temporary_failure,
     release_claim,
+    releasing,
+    track,
 )
 from services.sequencer.enrolments.runtime import Runtime
 from services.sequencer.enrolments.service import Move, advance_many, goal_met
@@ -69,9 +71,6 @@ CONSENT_QUERY_SIZE = 500
 
 # How many outcomes of sent emails make a full group, written without waiting for more.
 OUTCOME_GROUP_SIZE = 64
-
-# Claim releases and handed-over sends that outlive a cancelled batch, which `finish_releases` waits for.
-_releasing: set[asyncio.Future[Any]] = set()
 
 log = get_logger(__name__)
 
@@ -461,8 +460,8 @@ async def finish_releases(runtime: Runtime) -> None:
     Then write the outcomes still waiting in their group. Without them a message would stay
     `awaiting_reply`, and the next run would take a rejected or deferred email for sent.
     """
-    while _releasing:
-        await asyncio.gather(*list(_releasing), return_exceptions=True)
+    while releasing:
+        await asyncio.gather(*list(releasing), return_exceptions=True)
     if isinstance(runtime.groups, _Groups):
         await runtime.groups.outcomes.flush()
 
@@ -490,24 +489,18 @@ async def _deliver(runtime: Runtime, groups: "_Groups", delivery: Delivery) -> s
         if handing_over:
             # The message may be recorded `awaiting_reply`, so the send finishes. Its outcome is not
             # written, and the next run of the step takes the message as sent.
-            _track(sending)
+            track(sending)
         else:
             # Release a claim that has not reached the final dot, so another worker sends the
             # message now instead of waiting for this one's heartbeat to go stale.
             sending.cancel()
-            _track(asyncio.ensure_future(release_claim(runtime, delivery)))
+            track(asyncio.ensure_future(release_claim(runtime, delivery)))
         raise
     except Exception as error:  # noqa: BLE001 - the message stays claimed; the next run of its step resolves it
         log.exception("message.delivery_failed", message_id=delivery.message_id, step_run_id=delivery.step_run_id, error=repr(error))
         return "error"
     finally:
         runtime.in_flight.discard(delivery.message_row_id)
-
-
-def _track(task: "asyncio.Future[Any]") -> None:
-    """Keep a task that must outlive its cancelled batch, so that `finish_releases` waits for it."""
-    _releasing.add(task)
-    task.add_done_callback(_releasing.discard)
 
 
 Item = TypeVar("Item")

@@ -613,23 +613,46 @@ async def _resume(
 
 
 async def _deliver(runtime: Runtime, delivery: Delivery, connection: AsyncConnection) -> str:
+    handing_over = False
+
+    async def before_final_dot() -> bool:
+        nonlocal handing_over
+        handing_over = True
+        return await _hand_over(runtime, delivery, connection)
+
+    # The SMTP transaction runs in a task of its own, as in a batch, so that a stopping worker can
+    # let a send whose hand-over may be committed write its final dot instead of losing the message.
+    sending = asyncio.ensure_future(
+        runtime.smtp.send(delivery.email, sender=runtime.envelope_sender, recipient=delivery.recipient, before_final_dot=before_final_dot)
+    )
     try:
-        result = await runtime.smtp.send(
-            delivery.email,
-            sender=runtime.envelope_sender,
-            recipient=delivery.recipient,
-            before_final_dot=lambda: _hand_over(runtime, delivery, connection),
-        )
+        result = await asyncio.shield(sending)
         if result.outcome is None:
             return "lost_claim"
         return await record_outcome(runtime, delivery, result, connection)
     except asyncio.CancelledError:
-        # The worker is stopping: release a claim that has not reached the final dot, so another
-        # worker sends the message now instead of waiting for this one's heartbeat to go stale.
-        await asyncio.shield(release_claim(runtime, delivery))
+        if handing_over:
+            # The message may be recorded `awaiting_reply`, so the send finishes, and the next run
+            # of the step takes the message as sent.
+            track(sending)
+        else:
+            # Release a claim that has not reached the final dot, so another worker sends the
+            # message now instead of waiting for this one's heartbeat to go stale.
+            sending.cancel()
+            await asyncio.shield(release_claim(runtime, delivery))
         raise
     finally:
         runtime.in_flight.discard(delivery.message_row_id)
+
+
+# Claim releases and handed-over sends that outlive a cancelled step, which a stopping worker waits for.
+releasing: set[asyncio.Future[Any]] = set()
+
+
+def track(task: "asyncio.Future[Any]") -> None:
+    """Keep a task that must outlive its cancelled step or batch, so that a stopping worker waits for it."""
+    releasing.add(task)
+    task.add_done_callback(releasing.discard)
 
 
 async def release_claim(runtime: Runtime, delivery: Delivery) -> None:
