@@ -1,5 +1,6 @@
 """Contacts through the internal API: identity, profile fields, attributes, companies and snapshots."""
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -67,6 +68,20 @@ async def test_upsert_creates_then_updates(contacts_app: Apps) -> None:
     assert updated.status_code == 200
     assert updated.json()["id"] == created.json()["id"]
     assert (updated.json()["first_name"], updated.json()["last_name"]) == ("Una", "Lee")
+
+
+async def test_concurrent_upserts_of_a_new_address_make_one_contact(contacts_app: Apps) -> None:
+    _, client = contacts_app
+    email = unique_email("race")
+
+    responses = await asyncio.gather(
+        *(client.put(f"/contacts/by-email/{email}", json={"first_name": f"Writer {n}"}) for n in range(6))
+    )
+    listed = await client.get("/contacts", params={"email": email})
+
+    assert sorted(response.status_code for response in responses) == [200] * 5 + [201]
+    assert len({response.json()["id"] for response in responses}) == 1
+    assert [item["id"] for item in listed.json()["items"]] == [responses[0].json()["id"]]
 
 
 @pytest.mark.parametrize(

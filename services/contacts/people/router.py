@@ -22,7 +22,7 @@ from services.contacts.stages.machine import StageUnchanged, parse_stage
 from services.contacts.stages.service import change_stage
 from services.kit.outbox import Outbox
 from services.kit.pagination import CursorQuery, LimitQuery, Page, decode_time_cursor, encode_cursor
-from services.kit.problems import invalid
+from services.kit.problems import Conflict, invalid
 
 router = APIRouter(tags=["contacts"])
 
@@ -52,9 +52,11 @@ async def upsert(
     changes = ContactChanges()
     contact = await find_by_email(session, email)
     profile = body.model_dump(exclude_unset=True, exclude=_STAGE_FIELDS)
+    created = False
     if contact is None:
         stage = parse_stage(body.stage).value if body.stage is not None else INITIAL_STAGE
-        contact = await create_contact(session, email, changes, actor=API_ACTOR, stage=stage)
+        contact, created = await _create_or_find(session, email, stage, changes)
+    if created:
         response.status_code = 201
     elif body.stage is not None:
         await _move_stage(session, outbox, contact, body.stage, changes, reason=None, actor=API_ACTOR)
@@ -63,6 +65,17 @@ async def upsert(
     await flush_changes(session, outbox, changes, settings)
     await session.commit()
     return await contact_view(session, contact, settings.default_consent)
+
+
+async def _create_or_find(session: AsyncSession, email: str, stage: str, changes: ContactChanges) -> tuple[Contact, bool]:
+    """Create the contact of a new address, or find it when a concurrent request created it first."""
+    try:
+        return await create_contact(session, email, changes, actor=API_ACTOR, stage=stage), True
+    except Conflict:
+        existing = await find_by_email(session, email)
+        if existing is None:
+            raise
+        return existing, False
 
 
 @router.get("/contacts", response_model=Page[ContactOut])
