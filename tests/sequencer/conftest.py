@@ -17,13 +17,10 @@ from services.sequencer.sequences.models import Sequence
 from services.sequencer.settings import SequencerSettings
 from tests.sequencer.support import (
     Sink,
-    create_database,
-    drop_database,
-    isolated_database_url,
     sequencer_settings,
     start_sink,
 )
-from tests.support.environment import TestEnvironment
+from tests.support.environment import TestEnvironment, create_database, drop_database, isolated_database_url
 from tests.support.threads import in_thread
 
 
@@ -39,8 +36,8 @@ class Isolated:
 @pytest.fixture(scope="session")
 def isolated(environment: TestEnvironment) -> Iterator[Isolated]:
     """A sequencer database and queue namespace that no platform process uses."""
-    url = isolated_database_url(environment)
-    in_thread(lambda: create_database(url))
+    url = isolated_database_url(environment, "sequencer", "sequencer_tests")
+    in_thread(lambda: create_database("sequencer", url))
     yield Isolated(url, f"{environment.namespace}-seqtests")
     in_thread(lambda: drop_database(url))
 

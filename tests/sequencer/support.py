@@ -8,7 +8,6 @@ to the platform's sink.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -17,15 +16,12 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
-import asyncpg
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
-from sqlalchemy.engine import make_url
 from sqlmodel import col, func, select
 
 from services.kit import clock
 from services.kit.contracts import EventEnvelope
-from services.kit.migrations import ensure_database, upgrade
 from services.sequencer.enrolments.models import Enrolment, StepRun
 from services.sequencer.enrolments.runtime import Runtime
 from services.sequencer.enrolments.tasks import sweep_once
@@ -186,34 +182,3 @@ async def live_through(runtime: Runtime, until: datetime, *, sequence_id: str) -
             return stops
         clock.freeze(next_due)
         stops.append(next_due)
-
-
-def isolated_database_url(environment: TestEnvironment) -> str:
-    """Return the URL of a sequencer database for these tests alone, beside the session's databases."""
-    shared = make_url(environment.database_urls["sequencer"])
-    if environment.backend == "postgres":
-        return shared.set(database=f"nurture_{environment.namespace}_sequencer_tests").render_as_string(hide_password=False)
-    return f"sqlite+aiosqlite:///{environment.root / 'db' / 'sequencer-tests.db'}"
-
-
-def create_database(url: str) -> None:
-    """Create and migrate the database (blocking: Alembic runs its own event loop)."""
-    asyncio.run(ensure_database(url))
-    upgrade("sequencer", url)
-
-
-def drop_database(url: str) -> None:
-    if not url.startswith("postgresql"):
-        return
-
-    async def _drop() -> None:
-        target = make_url(url)
-        connection = await asyncpg.connect(
-            host=target.host, port=target.port or 5432, user=target.username, password=target.password, database="postgres"
-        )
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
-        finally:
-            await connection.close()
-
-    asyncio.run(_drop())

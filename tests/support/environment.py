@@ -107,6 +107,40 @@ def create_environment(root: Path, parent: TestEnvironment | None = None) -> Tes
     )
 
 
+def isolated_database_url(environment: TestEnvironment, service: str, name: str) -> str:
+    """Return the URL of a `service` database that no platform process uses, beside the session's databases."""
+    if environment.backend == "postgres":
+        shared = make_url(environment.database_urls[service])
+        return shared.set(database=f"nurture_{environment.namespace}_{name}").render_as_string(hide_password=False)
+    return f"sqlite+aiosqlite:///{environment.root / 'db' / f'{name}.db'}"
+
+
+def create_database(service: str, url: str) -> None:
+    """Create and migrate a database of `service` (blocking: Alembic runs its own event loop)."""
+    asyncio.run(ensure_database(url))
+    upgrade(service, url)
+
+
+def drop_database(url: str) -> None:
+    """Drop a PostgreSQL database, or delete a SQLite file."""
+    target = make_url(url)
+    if not url.startswith("postgresql"):
+        if target.database:
+            Path(target.database).unlink(missing_ok=True)
+        return
+
+    async def _drop() -> None:
+        connection = await asyncpg.connect(
+            host=target.host, port=target.port or 5432, user=target.username, password=target.password, database="postgres"
+        )
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    asyncio.run(_drop())
+
+
 def destroy_environment(environment: TestEnvironment) -> None:
     if environment.redis_process is not None:
         environment.redis_process.terminate()

@@ -12,7 +12,6 @@ from services.scoring.history.service import facts_of, reached_stage
 from services.scoring.rules import calibrate
 from services.scoring.rulesets.service import get_model, model_as_active
 from services.scoring.schemas import CalibrationIn, CalibrationOut, DecileOut, OutcomeAttribute, ThresholdChoiceOut
-from services.scoring.scores.models import ContactScore
 from services.scoring.scores.service import current_score, load_books
 
 CHUNK = 500
@@ -21,17 +20,18 @@ CHUNK = 500
 async def calibrate_model(session: AsyncSession, name: str, body: CalibrationIn, *, max_contacts: int) -> CalibrationOut:
     """Measure how well the model's current scores separate contacts with the outcome from the rest.
 
-    The sample is every contact the model has scored (at most `max_contacts`), with its score
-    computed now, decay included.
+    The sample is every contact the scoring service knows (at most `max_contacts`), with its score
+    under the model computed now, decay included. A contact that never gained or lost a point
+    counts with a score of 0, because leaving it out would hide the leads the rules miss.
     """
     model = await model_as_active(session, await get_model(session, name))
     now = clock.now()
     samples: list[tuple[float, bool]] = []
     after: str | None = None
     while len(samples) < max_contacts:
-        query = select(ContactScore.contact_id).where(ContactScore.model == name).order_by(ContactScore.contact_id)
+        query = select(ContactFacts.contact_id).order_by(ContactFacts.contact_id)
         if after is not None:
-            query = query.where(ContactScore.contact_id > after)
+            query = query.where(ContactFacts.contact_id > after)
         ids = list((await session.exec(query.limit(min(CHUNK, max_contacts - len(samples))))).all())
         if not ids:
             break
@@ -42,7 +42,7 @@ async def calibrate_model(session: AsyncSession, name: str, body: CalibrationIn,
             score = current_score(model, books[contact_id], now).total
             samples.append((score, _converted(facts.get(contact_id), body.outcome)))
         after = ids[-1]
-    truncated = after is not None and len(samples) >= max_contacts and await _more_after(session, name, after)
+    truncated = after is not None and len(samples) >= max_contacts and await _more_after(session, after)
 
     report = calibrate(samples)
     return CalibrationOut(
@@ -109,6 +109,6 @@ def _describe(outcome: str | OutcomeAttribute) -> str:
     return f"attributes.{outcome.attribute} == {outcome.equals!r}"
 
 
-async def _more_after(session: AsyncSession, name: str, after: str) -> bool:
-    query = select(ContactScore.contact_id).where(ContactScore.model == name, ContactScore.contact_id > after)
+async def _more_after(session: AsyncSession, after: str) -> bool:
+    query = select(ContactFacts.contact_id).where(ContactFacts.contact_id > after)
     return (await session.exec(query.limit(1))).first() is not None

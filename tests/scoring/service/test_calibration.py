@@ -1,15 +1,28 @@
 """Calibration of a model against outcomes from the contacts' stages and attributes."""
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from services.kit import clock
 from tests.scoring.service.support import NOW, ScoringHarness, changed, new_id, recorded, stage_changed
+from tests.support.environment import TestEnvironment as Environment, create_database, drop_database, isolated_database_url
+from tests.support.threads import in_thread
 
 # Ten leads; True marks those that became an SQL or later.
 SAMPLE = [(10, False), (20, False), (30, True), (30, False), (40, True), (50, False), (60, True), (70, True), (80, True), (90, True)]
+
+
+@pytest.fixture(autouse=True)
+def empty_database(own_scoring_database: None, scoring_environment: Environment, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A scoring database of this test alone, because calibration samples every contact the service knows."""
+    url = isolated_database_url(scoring_environment, "scoring", f"calibration_{uuid.uuid4().hex[:8]}")
+    in_thread(lambda: create_database("scoring", url))
+    monkeypatch.setenv("SCORING_DATABASE_URL", url)
+    yield
+    in_thread(lambda: drop_database(url))
 
 
 async def _scored_sample(scoring: ScoringHarness) -> tuple[str, list[str]]:
@@ -51,6 +64,20 @@ async def test_calibration_of_labelled_sample(scoring: ScoringHarness) -> None:
     assert deciles == [(1, 1, 0), (2, 1, 0), (3, 2, 1), (4, 0, 0), (5, 1, 1), (6, 1, 0), (7, 1, 1), (8, 1, 1), (9, 1, 1), (10, 1, 1)]
     assert report["deciles"][3]["conversion_rate"] is None
     assert report["deciles"][2]["conversion_rate"] == 0.5
+
+
+async def test_contact_without_points_counts_with_score_zero(scoring: ScoringHarness) -> None:
+    clock.freeze(NOW)
+    model, _ = await _scored_sample(scoring)
+    silent = new_id()
+    await scoring.deliver(changed(silent, attributes={"won": True}))
+    await scoring.deliver(stage_changed(silent, "sql"))
+
+    report = await _calibrate(scoring, model, "sql")
+
+    # The silent converter ranks below all four non-converters: 21.5 of 24 pairs become 21.5 of 28.
+    assert (report["samples"], report["conversions"]) == (11, 7)
+    assert report["auc"] == pytest.approx(21.5 / 28)
 
 
 async def test_customer_outcome_counts_customers_only(scoring: ScoringHarness) -> None:
