@@ -218,7 +218,7 @@ def _event_receipt(event: WebhookEvent, now: datetime) -> dict[str, Any]:
         "occurred_at": event.occurred_at,
         "received_at": now,
         "raw": event.raw,
-        **_pending(now, [contacts_step("POST", "/events", timeline_event(event))]),
+        **_pending(now, [contacts_step("POST", "/events", timeline_event(event, now))]),
     }
 
 

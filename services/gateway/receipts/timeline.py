@@ -11,6 +11,7 @@ complaint becomes `email_complained`.
 """
 
 import hashlib
+from datetime import datetime
 from typing import Any
 
 from services.gateway.webhooks import EventType, FailureClass, Provider, WebhookEvent, classify_event
@@ -38,14 +39,20 @@ def timeline_event_id(provider: str, provider_event_id: str) -> str:
     return f"wh_{provider}_{digest[:40]}"
 
 
-def timeline_event(event: WebhookEvent) -> dict[str, Any]:
-    """Return the body of the contacts service's `POST /events` for one provider event."""
+def timeline_event(event: WebhookEvent, received_at: datetime) -> dict[str, Any]:
+    """Return the body of the contacts service's `POST /events` for one provider event.
+
+    An event cannot have happened after it arrived, so a provider clock running ahead is corrected
+    to the arrival time; the provider's own time stays in `provider_occurred_at`.
+    """
+    occurred_at = min(event.occurred_at, received_at)
     properties: dict[str, Any] = {
         "provider": event.provider.value,
         "provider_event_id": event.provider_event_id,
         "provider_message_id": event.message_id,
         "message_id": our_message_id(event),
         "send_id": event.send_id,
+        "provider_occurred_at": event.occurred_at.isoformat() if occurred_at != event.occurred_at else None,
     }
     failure_class = classify_event(event)
     if event.type in (EventType.OPENED, EventType.CLICKED):
@@ -60,7 +67,7 @@ def timeline_event(event: WebhookEvent) -> dict[str, Any]:
         "id": timeline_event_id(event.provider.value, event.provider_event_id),
         "email": event.email,
         "type": timeline_type(event, failure_class),
-        "occurred_at": event.occurred_at.isoformat(),
+        "occurred_at": occurred_at.isoformat(),
         "properties": {name: value for name, value in properties.items() if value is not None},
     }
 

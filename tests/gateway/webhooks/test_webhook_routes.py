@@ -148,6 +148,25 @@ async def test_unknown_event_kind_is_skipped(webhook_gateway: WebhookGateway) ->
     assert await webhook_gateway.receipts("sendgrid", [event["sg_event_id"]]) == []
 
 
+async def test_event_dated_after_its_arrival_is_recorded_at_arrival(webhook_gateway: WebhookGateway) -> None:
+    email = f"skewed-{uuid.uuid4().hex[:8]}@example.com"
+    ahead = TEST_CLOCK + timedelta(days=2)
+    event = {"email": email, "timestamp": int(ahead.timestamp()), "event": "bounce", "type": "bounce",
+             "status": "5.1.1", "reason": "550 5.1.1 user unknown", "sg_event_id": uuid.uuid4().hex, "sg_message_id": "m.2"}
+    headers, body = sendgrid_request([event])
+
+    response = await webhook_gateway.post("sendgrid", headers, body)
+    row_id = timeline_event_id("sendgrid", event["sg_event_id"])
+    outcome = await webhook_gateway.gateway.deliverer().deliver("webhook_receipt", row_id)
+    stored = {item["id"]: item for item in await webhook_gateway.timeline(email)}
+
+    assert response.status_code == 200
+    assert outcome == "delivered"
+    assert stored[row_id]["type"] == "email_bounced"
+    assert stored[row_id]["occurred_at"].startswith(TEST_CLOCK.isoformat()[:19])
+    assert stored[row_id]["properties"]["provider_occurred_at"].startswith(ahead.isoformat()[:19])
+
+
 async def test_unconfigured_provider_is_404(webhook_gateway: WebhookGateway) -> None:
     state = webhook_gateway.gateway.app.state
     verifier = state.webhook_verifier
