@@ -231,7 +231,7 @@ class CalibrationOut(BaseModel):
     model: str
     outcome: str
     at: datetime
-    samples: int = Field(description="contacts the scoring service knows, each with its score under the model (0 without points)")
+    samples: int = Field(description="contacts the scoring service stores, each with its score under the model (0 without points)")
     conversions: int
     truncated: bool = Field(description="true when the sample stopped at the configured maximum")
     auc: float | None = Field(description="ROC AUC; null when only one outcome occurs")

@@ -70,7 +70,7 @@ async def test_upsert_creates_then_updates(contacts_app: Apps) -> None:
     assert (updated.json()["first_name"], updated.json()["last_name"]) == ("Una", "Lee")
 
 
-async def test_concurrent_upserts_of_a_new_address_make_one_contact(contacts_app: Apps) -> None:
+async def test_concurrent_upserts_create_one_contact(contacts_app: Apps) -> None:
     _, client = contacts_app
     email = unique_email("race")
 

@@ -42,8 +42,8 @@ def timeline_event_id(provider: str, provider_event_id: str) -> str:
 def timeline_event(event: WebhookEvent, received_at: datetime) -> dict[str, Any]:
     """Return the body of the contacts service's `POST /events` for one provider event.
 
-    An event cannot have happened after it arrived, so a provider clock running ahead is corrected
-    to the arrival time; the provider's own time stays in `provider_occurred_at`.
+    An event cannot have happened after it arrived, so the time of a provider clock running ahead
+    becomes the arrival time. The provider's own time stays in `provider_occurred_at`.
     """
     occurred_at = min(event.occurred_at, received_at)
     properties: dict[str, Any] = {

@@ -20,7 +20,7 @@ CHUNK = 500
 async def calibrate_model(session: AsyncSession, name: str, body: CalibrationIn, *, max_contacts: int) -> CalibrationOut:
     """Measure how well the model's current scores separate contacts with the outcome from the rest.
 
-    The sample is every contact the scoring service knows (at most `max_contacts`), with its score
+    The sample is every contact the scoring service stores (at most `max_contacts`), with its score
     under the model computed now, decay included. A contact that never gained or lost a point
     counts with a score of 0, because leaving it out would hide the leads the rules miss.
     """

@@ -148,7 +148,7 @@ async def test_unknown_event_kind_is_skipped(webhook_gateway: WebhookGateway) ->
     assert await webhook_gateway.receipts("sendgrid", [event["sg_event_id"]]) == []
 
 
-async def test_event_dated_after_its_arrival_is_recorded_at_arrival(webhook_gateway: WebhookGateway) -> None:
+async def test_future_event_recorded_at_arrival(webhook_gateway: WebhookGateway) -> None:
     email = f"skewed-{uuid.uuid4().hex[:8]}@example.com"
     ahead = TEST_CLOCK + timedelta(days=2)
     event = {"email": email, "timestamp": int(ahead.timestamp()), "event": "bounce", "type": "bounce",

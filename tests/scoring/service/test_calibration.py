@@ -17,7 +17,7 @@ SAMPLE = [(10, False), (20, False), (30, True), (30, False), (40, True), (50, Fa
 
 @pytest.fixture(autouse=True)
 def empty_database(own_scoring_database: None, scoring_environment: Environment, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A scoring database of this test alone, because calibration samples every contact the service knows."""
+    """A scoring database of this test alone, because calibration samples every contact the service stores."""
     url = isolated_database_url(scoring_environment, "scoring", f"calibration_{uuid.uuid4().hex[:8]}")
     in_thread(lambda: create_database("scoring", url))
     monkeypatch.setenv("SCORING_DATABASE_URL", url)
@@ -66,7 +66,7 @@ async def test_calibration_of_labelled_sample(scoring: ScoringHarness) -> None:
     assert report["deciles"][2]["conversion_rate"] == 0.5
 
 
-async def test_contact_without_points_counts_with_score_zero(scoring: ScoringHarness) -> None:
+async def test_contact_without_points_scores_zero(scoring: ScoringHarness) -> None:
     clock.freeze(NOW)
     model, _ = await _scored_sample(scoring)
     silent = new_id()
