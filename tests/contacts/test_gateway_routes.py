@@ -3,6 +3,7 @@
 import json
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -81,6 +82,32 @@ async def test_contact_lifecycle_through_gateway(public: tuple[FastAPI, FastAPI,
     assert consent.json()["consent"]["status"] == "unsubscribed"
     assert [item["id"] for item in listed.json()["items"]] == [created.json()["id"]]
     assert (erased.status_code, after_erasure.status_code) == (204, 404)
+
+
+async def test_encoded_slash_stays_in_its_segment(public: tuple[FastAPI, FastAPI, httpx.AsyncClient]) -> None:
+    _, gateway, client = public
+    writer, reader = await _key(gateway, "contacts:write"), await _key(gateway, "contacts:read")
+    created = await client.post("/v1/contacts", json={"email": f"seg{uuid.uuid4().hex[:8]}@example.com"}, headers=writer)
+
+    # The server decodes `%252F` to `%2F`; passed on as is, the service would decode it again into
+    # the export route, which needs scopes this key lacks.
+    export = await client.get(f"/v1/contacts/{created.json()['id']}%252Fexport", headers=reader)
+
+    assert export.status_code == 404
+
+
+async def test_upsert_of_address_with_slash(public: tuple[FastAPI, FastAPI, httpx.AsyncClient]) -> None:
+    _, gateway, client = public
+    client.headers.update(await _key(gateway, "contacts:write"))
+    email = f"team/{uuid.uuid4().hex[:8]}@example.com"
+
+    created = await client.put(f"/v1/contacts/by-email/{quote(email, safe='')}", json={"first_name": "Ida"})
+    updated = await client.put(f"/v1/contacts/by-email/{quote(email, safe='')}", json={"last_name": "Lind"})
+
+    assert created.status_code == 201
+    assert created.json()["email"] == email
+    assert updated.status_code == 200
+    assert updated.json()["id"] == created.json()["id"]
 
 
 async def test_validation_error_names_field_through_gateway(public: tuple[FastAPI, FastAPI, httpx.AsyncClient]) -> None:

@@ -44,7 +44,7 @@ async def create(body: ContactIn, session: Session, outbox: OutboxDep, settings:
     return await contact_view(session, contact, settings.default_consent)
 
 
-@router.put("/contacts/by-email/{email}", response_model=ContactOut)
+@router.put("/contacts/by-email/{email:path}", response_model=ContactOut)
 async def upsert(
     email: str, body: ContactUpsert, response: Response, session: Session, outbox: OutboxDep, settings: SettingsDep
 ) -> ContactOut:

@@ -2,7 +2,6 @@
 
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
@@ -36,10 +35,10 @@ async def create_contact(body: ContactIn, request: Request, _: WriteContacts) ->
     return await forward(request, "contacts", "POST", "/contacts", json=_body(body))
 
 
-@router.put("/contacts/by-email/{email}", response_model=ContactOut, responses={201: {"model": ContactOut}})
+@router.put("/contacts/by-email/{email:path}", response_model=ContactOut, responses={201: {"model": ContactOut}})
 async def upsert_contact(email: str, body: ContactUpsert, request: Request, _: WriteContacts) -> Response:
     """Create the contact of this address (201) or change the existing one (200)."""
-    return await forward(request, "contacts", "PUT", f"/contacts/by-email/{quote(email, safe='')}", json=_body(body))
+    return await forward(request, "contacts", "PUT", f"/contacts/by-email/{email}", json=_body(body))
 
 
 @router.get("/contacts", response_model=Page[ContactOut])

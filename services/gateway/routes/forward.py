@@ -1,6 +1,5 @@
 """Forwarding a public request to the service that owns it, and returning its response unchanged."""
 
-import re
 from typing import Any
 from urllib.parse import quote
 
@@ -15,9 +14,9 @@ log = get_logger(__name__)
 
 _PASSED_HEADERS = ("retry-after", "location")
 # Characters kept as they are in a path segment: RFC 3986 unreserved and sub-delimiters, ':' and
-# '@', and '%' so that a segment a route quoted already is not quoted twice.
-_SEGMENT_SAFE = "%-._~!$&'()*+,;=:@"
-_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# '@'. A '%' is always encoded, because the server has decoded the caller's path once already: a
+# parameter holding `%2F` would otherwise reach the service as a '/' and select another route.
+_SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
 
 
 def client_for(request: Request, service: str) -> ServiceClient:
@@ -35,7 +34,7 @@ def internal_path(path: str) -> str:
         if segment in (".", ".."):
             segments.append(segment.replace(".", "%2E"))
         else:
-            segments.append(_LONE_PERCENT.sub("%25", quote(segment, safe=_SEGMENT_SAFE)))
+            segments.append(quote(segment, safe=_SEGMENT_SAFE))
     return "/".join(segments)
 
 
