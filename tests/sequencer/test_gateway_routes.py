@@ -73,10 +73,14 @@ async def test_scopes_are_checked(gateway_app: Apps, api: Apps) -> None:
     listed = await client.get("/v1/sequences", headers=reader)
     create_as_reader = await client.post("/v1/templates", json={"name": "r", "subject": "S", "html": "<p></p>"}, headers=reader)
     list_as_outsider = await client.get("/v1/templates", headers=outsider)
+    preview_as_reader = await client.post("/v1/templates/t1/preview", json={"contact_id": "c1"}, headers=reader)
 
     assert listed.status_code == 200
     assert create_as_reader.status_code == 403
     assert list_as_outsider.status_code == 403
+    # A preview shows the contact's fields, which this key may not read.
+    assert preview_as_reader.status_code == 403
+    assert preview_as_reader.json()["required_scope"] == "contacts:read"
 
 
 def test_openapi_documents_sequence_definition(gateway_app: Apps) -> None:

@@ -14,6 +14,8 @@ router = APIRouter(prefix="/v1", tags=["templates"])
 
 ReadSequences = Annotated[object, Depends(require_scope("sequences:read"))]
 WriteSequences = Annotated[object, Depends(require_scope("sequences:write"))]
+# A preview renders a contact's fields into the template, so it reads the contact too.
+ReadSequencesAndContacts = Annotated[object, Depends(require_scope("sequences:read", "contacts:read"))]
 
 
 @router.post("/templates", status_code=201, response_model=TemplateOut)
@@ -41,7 +43,7 @@ async def replace_template(template_id: str, body: TemplateIn, request: Request,
 
 
 @router.post("/templates/{template_id}/preview", response_model=PreviewOut)
-async def preview_template(template_id: str, body: PreviewIn, request: Request, _: ReadSequences) -> Response:
+async def preview_template(template_id: str, body: PreviewIn, request: Request, _: ReadSequencesAndContacts) -> Response:
     """Render the template for one contact: subject, HTML and text, without open and click tracking."""
     path = f"/templates/{template_id}/preview"
     return await forward(request, "sequencer", "POST", path, json=body.model_dump(mode="json"))
