@@ -26,7 +26,9 @@ def configure_logging(*, service: str, log_format: str = "console", level: str =
     if log_format == "json":
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        # A plain traceback: the default one from rich prints every frame's local variables, which
+        # hold API keys, tokens and whole request bodies, and can take megabytes for one error.
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback)
 
     shared = [
         structlog.contextvars.merge_contextvars,
@@ -46,7 +48,12 @@ def configure_logging(*, service: str, log_format: str = "console", level: str =
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processor=renderer, foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name]
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         )
     )
     root = logging.getLogger()
