@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-# Logs an error the way uvicorn does, from a frame whose local variable holds a secret.
+# Logs an error the way uvicorn does, from a frame whose local variable contains a secret.
 PROGRAM = """
 import logging, sys
 from services.kit.logging import configure_logging, get_logger
