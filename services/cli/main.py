@@ -41,12 +41,14 @@ def serve(service: ServiceArgument) -> None:
     """Run one service's HTTP API (host and port from <SERVICE>_HOST and <SERVICE>_PORT)."""
     import uvicorn
 
+    from services.kit.app import keep_connection_on_error
+
     settings = registry.load_settings(_check(service))
     configure_logging(service=service, log_format=settings.log_format, level=settings.log_level)
     service_app = registry.create_app(service)
     freeze_startup_objects()
     uvicorn.run(
-        service_app, host=settings.host, port=settings.port, log_config=None,
+        keep_connection_on_error(service_app), host=settings.host, port=settings.port, log_config=None,
         timeout_graceful_shutdown=5,
     )
 

@@ -18,6 +18,7 @@ from redis.asyncio import ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.kit.correlation import CORRELATION_HEADER, correlation_id_var, new_correlation_id
 from services.kit.db import Database
@@ -104,6 +105,33 @@ def create_service_app(
     for router in routers:
         app.include_router(router, dependencies=dependencies)
     return app
+
+
+def keep_connection_on_error(app: ASGIApp) -> ASGIApp:
+    """Wrap an app for uvicorn so that an error after a complete 500 response keeps the connection open.
+
+    Starlette sends the 500 of an unexpected error and then raises the error again, and uvicorn
+    closes the connection when an app raises after its response started. A caller that sent its
+    next request on that kept-alive connection, as the gateway's pooled client does, then fails
+    through no fault of its own. The problem handler has logged the error already.
+    """
+
+    async def contained(scope: Scope, receive: Receive, send: Send) -> None:
+        complete = False
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal complete
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                complete = True
+
+        try:
+            await app(scope, receive, send_and_watch)
+        except Exception:
+            if not complete:
+                raise
+
+    return contained
 
 
 def _install_correlation(app: FastAPI) -> None:
