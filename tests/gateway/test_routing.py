@@ -1,6 +1,7 @@
 """Forwarding to the services: timeouts, retries, outages, and problems for every error."""
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -159,6 +160,43 @@ async def test_malformed_json_names_body(gateway_app: Apps) -> None:
     assert errors[0]["field"] == "body"
     assert errors[0]["type"] == "json_invalid"
     assert "malformed JSON" in errors[0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'{"type": "page_view", "properties": {"n": NaN}}', "NaN is not a JSON number"),
+        (b'{"type": "page_view", "properties": {"n": -Infinity}}', "-Infinity is not a JSON number"),
+        (b'{"type": "page_view", "properties": {"n": 1e400}}', "out of the range of a number"),
+        (b'{"type": "page_view", "properties": {"n": ' + b"9" * 5000 + b"}}", "too many digits"),
+        (b'{"type": "page_view", "properties": {"s": "\\ud800"}}', "unpaired surrogate"),
+        (b'{"type": "page_view", "properties": {"\\udfff": 1}}', "unpaired surrogate"),
+        (b'{"type": "page_view", "properties": {"s": "caf\xe9"}}', "not valid UTF-8"),
+        (b'{"type": "page_view", "properties": ' + b'{"a": ' * 100 + b"1" + b"}" * 101, "deeper than 64 levels"),
+        (b'{"type": "page_view", "properties": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "deeper than 64 levels"),
+    ],
+    ids=["nan", "infinity", "overflow", "digits", "surrogate-value", "surrogate-key", "latin-1", "deep", "very-deep"],
+)
+async def test_non_standard_json_names_body(gateway_app: Apps, content: bytes, reason: str) -> None:
+    app, client = gateway_app
+    headers = {"Authorization": f"Bearer {await new_key(app)}", "Content-Type": "application/json"}
+
+    response = await client.post("/v1/events", content=content, headers=headers)
+
+    body = assert_problem(response, 422)
+    errors = body["errors"]
+    assert isinstance(errors, list)
+    assert errors[0]["field"] == "body"
+    assert reason in errors[0]["message"]
+
+
+async def test_paired_surrogate_escape_is_accepted(gateway: Gateway) -> None:
+    email = unique_email()
+    content = json.dumps({"email": email, "type": "page_view", "properties": {"emoji": "\U0001F600"}}).encode()
+
+    response = await gateway.client.post("/v1/events", content=content, headers={**gateway.auth, "Content-Type": "application/json"})
+
+    assert response.status_code == 202, response.text
 
 
 async def test_wrong_body_shape_names_body(gateway_app: Apps) -> None:

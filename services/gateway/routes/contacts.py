@@ -14,9 +14,10 @@ from services.contacts.people.schemas import ContactIn, ContactOut, ContactPatch
 from services.contacts.timeline.router import EventOut
 from services.gateway.keys.auth import require_scope
 from services.gateway.routes.forward import forward
+from services.gateway.routes.json_body import StrictJsonRoute
 from services.kit.pagination import CursorQuery, LimitQuery, Page
 
-router = APIRouter(prefix="/v1", tags=["contacts"])
+router = APIRouter(prefix="/v1", tags=["contacts"], route_class=StrictJsonRoute)
 
 ReadContacts = Annotated[object, Depends(require_scope("contacts:read"))]
 WriteContacts = Annotated[object, Depends(require_scope("contacts:write"))]

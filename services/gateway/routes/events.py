@@ -10,8 +10,9 @@ from services.contacts.timeline.router import BatchIn, BatchOut, EventAccepted
 from services.contacts.timeline.service import EventIn
 from services.gateway.keys.auth import require_scope
 from services.gateway.routes.forward import forward
+from services.gateway.routes.json_body import StrictJsonRoute
 
-router = APIRouter(prefix="/v1", tags=["events"])
+router = APIRouter(prefix="/v1", tags=["events"], route_class=StrictJsonRoute)
 
 WriteEvents = Annotated[object, Depends(require_scope("events:write"))]
 

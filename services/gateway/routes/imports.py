@@ -8,9 +8,10 @@ from fastapi.responses import JSONResponse, Response
 from services.contacts.imports.router import ImportAccepted, ImportOut
 from services.gateway.keys.auth import require_scope
 from services.gateway.routes.forward import client_for, forward, public_problem
+from services.gateway.routes.json_body import StrictJsonRoute
 from services.kit.problems import PROBLEM_MEDIA_TYPE
 
-router = APIRouter(prefix="/v1", tags=["imports"])
+router = APIRouter(prefix="/v1", tags=["imports"], route_class=StrictJsonRoute)
 
 ReadContacts = Annotated[object, Depends(require_scope("contacts:read"))]
 WriteContacts = Annotated[object, Depends(require_scope("contacts:write"))]

@@ -9,10 +9,11 @@ from fastapi.responses import Response
 from services.contacts.reports.schemas import FunnelReport, NurtureImpactReport, StageTimesReport
 from services.gateway.keys.auth import require_scope
 from services.gateway.routes.forward import forward
+from services.gateway.routes.json_body import StrictJsonRoute
 from services.scoring.reports.router import MODEL_PATTERN, ScoreDistribution
 from services.sequencer.reports.router import PerformanceReport
 
-router = APIRouter(prefix="/v1", tags=["reports"])
+router = APIRouter(prefix="/v1", tags=["reports"], route_class=StrictJsonRoute)
 
 ReadReports = Annotated[object, Depends(require_scope("reports:read"))]
 Since = Annotated[datetime | None, Query(description="Only contacts created at or after this instant (ISO 8601 with a UTC offset)")]

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from services.gateway.keys.auth import require_scope
 from services.gateway.routes.forward import forward
+from services.gateway.routes.json_body import StrictJsonRoute
 from services.kit.pagination import CursorQuery, LimitQuery
 from services.scoring.schemas import (
     NAME_PATTERN,
@@ -31,7 +32,7 @@ from services.scoring.schemas import (
     VersionPage,
 )
 
-router = APIRouter(prefix="/v1/scoring", tags=["scoring"])
+router = APIRouter(prefix="/v1/scoring", tags=["scoring"], route_class=StrictJsonRoute)
 
 ReadScoring = Annotated[object, Depends(require_scope("scoring:read"))]
 WriteScoring = Annotated[object, Depends(require_scope("scoring:write"))]

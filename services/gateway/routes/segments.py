@@ -8,9 +8,10 @@ from fastapi.responses import Response
 from services.contacts.segments.router import MemberOut, SegmentIn, SegmentOut
 from services.gateway.keys.auth import require_scope
 from services.gateway.routes.forward import forward
+from services.gateway.routes.json_body import StrictJsonRoute
 from services.kit.pagination import CursorQuery, LimitQuery, Page
 
-router = APIRouter(prefix="/v1", tags=["segments"])
+router = APIRouter(prefix="/v1", tags=["segments"], route_class=StrictJsonRoute)
 
 ReadSegments = Annotated[object, Depends(require_scope("segments:read"))]
 WriteSegments = Annotated[object, Depends(require_scope("segments:write"))]

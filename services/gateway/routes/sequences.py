@@ -7,13 +7,14 @@ from fastapi.responses import Response
 
 from services.gateway.keys.auth import require_scope
 from services.gateway.routes.forward import forward
+from services.gateway.routes.json_body import StrictJsonRoute
 from services.kit.pagination import CursorQuery, LimitQuery, Page
 from services.sequencer.engagement.report import SequenceReport
 from services.sequencer.engagement.router import MessageEventOut, MessageOut
 from services.sequencer.enrolments.router import EnrollmentIn, EnrollmentOut
 from services.sequencer.sequences.store import SequenceOut
 
-router = APIRouter(prefix="/v1", tags=["sequences"])
+router = APIRouter(prefix="/v1", tags=["sequences"], route_class=StrictJsonRoute)
 
 ReadSequences = Annotated[object, Depends(require_scope("sequences:read"))]
 WriteSequences = Annotated[object, Depends(require_scope("sequences:write"))]

@@ -10,9 +10,10 @@ from services.contacts.stages.router import StageChangeOut, StageMoveIn, StagesO
 from services.gateway.keys.auth import require_scope
 from services.gateway.keys.models import ApiKey
 from services.gateway.routes.forward import forward
+from services.gateway.routes.json_body import StrictJsonRoute
 from services.kit.pagination import CursorQuery, LimitQuery, Page
 
-router = APIRouter(prefix="/v1", tags=["stages"])
+router = APIRouter(prefix="/v1", tags=["stages"], route_class=StrictJsonRoute)
 
 ReadContacts = Annotated[object, Depends(require_scope("contacts:read"))]
 WriteContacts = Annotated[object, Depends(require_scope("contacts:write"))]

@@ -7,10 +7,11 @@ from fastapi.responses import Response
 
 from services.gateway.keys.auth import require_scope
 from services.gateway.routes.forward import forward
+from services.gateway.routes.json_body import StrictJsonRoute
 from services.kit.pagination import CursorQuery, LimitQuery, Page
 from services.sequencer.templates.store import PreviewIn, PreviewOut, TemplateIn, TemplateOut
 
-router = APIRouter(prefix="/v1", tags=["templates"])
+router = APIRouter(prefix="/v1", tags=["templates"], route_class=StrictJsonRoute)
 
 ReadSequences = Annotated[object, Depends(require_scope("sequences:read"))]
 WriteSequences = Annotated[object, Depends(require_scope("sequences:write"))]
