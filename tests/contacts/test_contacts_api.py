@@ -84,6 +84,20 @@ async def test_concurrent_upserts_create_one_contact(contacts_app: Apps) -> None
     assert [item["id"] for item in listed.json()["items"]] == [responses[0].json()["id"]]
 
 
+async def test_upsert_disqualification_needs_stage_reason(contacts_app: Apps) -> None:
+    _, client = contacts_app
+    email = unique_email("dq")
+    await client.put(f"/contacts/by-email/{email}", json={"stage": "lead"})
+
+    without = await client.put(f"/contacts/by-email/{email}", json={"stage": "disqualified"})
+    with_reason = await client.put(f"/contacts/by-email/{email}", json={"stage": "disqualified", "stage_reason": "competitor"})
+
+    assert without.status_code == 422
+    assert [error["field"] for error in without.json()["errors"]] == ["stage_reason"]
+    assert with_reason.status_code == 200
+    assert with_reason.json()["stage"] == "disqualified"
+
+
 @pytest.mark.parametrize(
     "name",
     ["Zoë Ångström", "山田 太郎", "محمد علي", "Ψυχή", "👩‍💻 Dev", "Ñandú O'Brien-Smith"],

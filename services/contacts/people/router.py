@@ -18,7 +18,7 @@ from services.contacts.people.service import INITIAL_STAGE, apply_profile, creat
 from services.contacts.people.views import contact_view, contact_views
 from services.contacts.publishing import flush_changes
 from services.contacts.segments.models import Segment, SegmentMembership
-from services.contacts.stages.machine import StageUnchanged, parse_stage
+from services.contacts.stages.machine import InvalidReasonError, StageUnchanged, parse_stage
 from services.contacts.stages.service import change_stage
 from services.kit.outbox import Outbox
 from services.kit.pagination import CursorQuery, LimitQuery, Page, decode_time_cursor, encode_cursor
@@ -59,7 +59,7 @@ async def upsert(
     if created:
         response.status_code = 201
     elif body.stage is not None:
-        await _move_stage(session, outbox, contact, body.stage, changes, reason=None, actor=API_ACTOR)
+        await _move_stage(session, outbox, contact, body.stage, changes, reason=body.stage_reason, actor=API_ACTOR)
     await apply_profile(session, contact, profile, await load_definitions(session), changes)
 
     await flush_changes(session, outbox, changes, settings)
@@ -145,3 +145,6 @@ async def _move_stage(
     except StageUnchanged:
         # Setting the stage a contact already has is not a change, so PATCH stays idempotent.
         return
+    except InvalidReasonError as error:
+        # These bodies call the reason `stage_reason`; the stage route's body calls it `reason`.
+        raise invalid("stage_reason", error.detail) from None

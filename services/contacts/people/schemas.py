@@ -46,6 +46,7 @@ class ContactUpsert(ProfileIn):
     """The body of PUT /contacts/by-email/{email}; the address comes from the path."""
 
     stage: str | None = Field(default=None, description="Initial stage of a new contact, or a forward move of an existing one")
+    stage_reason: str | None = Field(default=None, max_length=1000, description="Why the stage moves, where the move needs a reason")
 
 
 class ContactPatch(ProfileIn):
