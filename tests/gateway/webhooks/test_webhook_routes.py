@@ -157,7 +157,8 @@ async def test_future_event_recorded_at_arrival(webhook_gateway: WebhookGateway)
 
     response = await webhook_gateway.post("sendgrid", headers, body)
     row_id = timeline_event_id("sendgrid", event["sg_event_id"])
-    outcome = await webhook_gateway.gateway.deliverer().deliver("webhook_receipt", row_id)
+    # Only this row: the other tests' receipts that no one delivered stay as they are.
+    outcome = await webhook_gateway.gateway.deliverer().deliver("webhook_receipt", row_id, together=False)
     stored = {item["id"]: item for item in await webhook_gateway.timeline(email)}
 
     assert response.status_code == 200
