@@ -8,6 +8,11 @@ from sqlmodel import Field
 
 from services.gateway.db import GatewayBase
 from services.gateway.delivery.models import DeliveryColumns
+from services.gateway.webhooks.events import (
+    MAX_EMAIL_LENGTH,
+    MAX_PROVIDER_EVENT_ID_LENGTH,
+    MAX_PROVIDER_MESSAGE_ID_LENGTH,
+)
 from services.kit.db import UTCDateTime
 
 
@@ -21,12 +26,14 @@ class WebhookReceipt(GatewayBase, DeliveryColumns, table=True):  # type: ignore[
     # delivery to contacts stores one event.
     id: str = Field(primary_key=True, max_length=64)
     provider: str = Field(max_length=16)
-    provider_event_id: str = Field(max_length=512)
-    # `event` for a mapped provider event, `sns_subscription` for a subscription to confirm.
+    # The webhook library rejects events whose values do not fit these columns.
+    provider_event_id: str = Field(max_length=MAX_PROVIDER_EVENT_ID_LENGTH)
+    # `event` for a mapped provider event, `sns_subscription` for a subscription to confirm,
+    # `invalid_event` for a signed event that could not be mapped.
     kind: str = Field(max_length=32)
     event_type: str | None = Field(default=None, max_length=32)
-    email: str | None = Field(default=None, max_length=320)
-    provider_message_id: str | None = Field(default=None, max_length=512)
+    email: str | None = Field(default=None, max_length=MAX_EMAIL_LENGTH)
+    provider_message_id: str | None = Field(default=None, max_length=MAX_PROVIDER_MESSAGE_ID_LENGTH)
     occurred_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     received_at: datetime = Field(sa_type=UTCDateTime)
     # The provider's own object for this event, as parsed.

@@ -34,6 +34,7 @@ from services.gateway.webhooks import (
     classify_event,
     verify_and_map,
 )
+from services.gateway.webhooks.events import has_non_finite_number
 from services.kit import clock
 from services.kit.db import Database, insert_new
 from services.kit.logging import get_logger
@@ -194,16 +195,36 @@ def _invalid_receipts(result: WebhookResult, body: bytes) -> list[dict[str, Any]
             "provider": result.provider.value,
             "provider_event_id": provider_event_id,
             "kind": "invalid_event",
-            "event_type": (skipped.kind or "")[:32] or None,
+            "event_type": _storable_text(skipped.kind or "", 32) or None,
             "received_at": now,
-            "raw": element if isinstance(element, dict) else {"value": element},
+            "raw": _storable_raw(element),
             "state": "failed",
             "steps": [],
             "attempts": 0,
             "next_attempt_at": now,
-            "last_error": f"invalid event: {skipped.detail}"[:1000],
+            "last_error": _storable_text(f"invalid event: {skipped.detail}", 1000),
         })
     return rows
+
+
+def _storable_text(text: str, max_length: int) -> str:
+    """Return `text` without NUL characters, lone surrogates as "?", cut to `max_length` characters.
+
+    A failed receipt keeps provider text, which may contain the very characters that made the
+    event invalid. Stored as is, they would fail the insert and with it the whole request.
+    """
+    cleaned = text.replace("\x00", "").encode("utf-8", errors="replace").decode("utf-8")
+    return cleaned[:max_length]
+
+
+def _storable_raw(element: object) -> dict[str, Any]:
+    """Return the event for the JSON column `raw`, as text when it contains NaN or Infinity.
+
+    PostgreSQL's json type rejects NaN and Infinity, which Python's json module reads.
+    """
+    if has_non_finite_number(element):
+        return {"text": json.dumps(element)[:MAX_INVALID_TEXT]}
+    return element if isinstance(element, dict) else {"value": element}
 
 
 def _event_receipt(event: WebhookEvent, now: datetime) -> dict[str, Any]:

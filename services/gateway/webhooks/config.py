@@ -85,6 +85,16 @@ class MailgunSettings(_Settings):
         default=24 * _HOUR_S, description="How long a token stays bound to its event"
     )
 
+    @property
+    def token_binding_ttl_s(self) -> int:
+        """Seconds a token stays bound: `token_ttl_s`, raised to the signature window if shorter.
+
+        A token whose binding expired while its signature is still fresh could be replayed with
+        other event data. The window spans `max_future_s` before and `max_age_s` after the
+        signature timestamp.
+        """
+        return max(self.token_ttl_s, self.max_age_s + self.max_future_s)
+
 
 class PostmarkCredentials(_Settings):
     username: str = Field(min_length=1)

@@ -1,9 +1,10 @@
 """Mailgun webhooks: HMAC-SHA256 of timestamp and token, token binding, event mapping.
 
 The signature covers `timestamp + token` only, not the event data, so a captured signature block
-could be glued onto other data. Each token is therefore bound to the first event it arrived with:
-the same token with the same event is a retry (accepted, de-duplicated downstream), with another
-event it is a replay (406, which also stops Mailgun from retrying).
+could be glued onto other data. Each token is therefore bound to a SHA-256 hash of the first
+`event-data` it arrived with. The same token with the same event data is a retry (accepted,
+de-duplicated downstream). With any other event data, even under the same event id and time, it
+is a replay (406, which also stops Mailgun from retrying).
 """
 
 import hashlib
@@ -119,6 +120,12 @@ def verify_mailgun_signature(
 
 
 def _event_binding(payload: dict[str, Any]) -> str:
+    """Return the value a token is bound to: a SHA-256 hash of the canonical `event-data` JSON.
+
+    The hash covers every field, so a forged event that copies the id and time of the signed one
+    but changes its kind or recipient does not match. Sorted keys make the hash independent of
+    key order. ASCII escapes keep lone surrogates encodable.
+    """
     event_data = payload.get("event-data")
     event_id = event_data.get("id") if isinstance(event_data, dict) else None
     timestamp = event_data.get("timestamp") if isinstance(event_data, dict) else None
@@ -129,24 +136,41 @@ def _event_binding(payload: dict[str, Any]) -> str:
             "event-data.id or event-data.timestamp missing",
             code=RejectionCode.INVALID_EVENT_DATA,
         )
-    return json.dumps([event_id, timestamp])
+
+    canonical = json.dumps(event_data, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def _legacy_binding(payload: dict[str, Any]) -> str:
+    """Return the binding that earlier versions stored: the JSON array `[id, timestamp]`."""
+    event_data = payload["event-data"]
+    return json.dumps([event_data["id"], event_data["timestamp"]])
 
 
 async def bind_token(
     token: str, payload: dict[str, Any], cache: ReplayCache, *, ttl_s: int
 ) -> bool:
-    """Bind `token` to the payload's event; return True when it was already bound to it (a retry).
+    """Bind `token` to the payload's event data and return whether it was already bound to it.
 
-    Raise 406 when the token was first seen with another event.
+    Raise 406 when the token was first seen with other event data.
     """
     binding = _event_binding(payload)
     token_hash = hashlib.sha256(token.encode("utf-8")).hexdigest()
     previous = await cache.set_if_absent(f"mailgun:token:{token_hash}", binding, ttl_s=ttl_s)
-    if previous is not None and previous != binding:
+    if previous is None:
+        return False
+
+    # NOTE: earlier versions stored `[id, timestamp]` instead of the hash, and a retry across the
+    # upgrade must still match. Until those tokens expire, `token_ttl_s` after the upgrade, they
+    # also accept forged data that copies the id and time. Then this comparison can go.
+    same_event = previous == binding or previous == _legacy_binding(payload)
+    if not same_event:
         raise WebhookRejected(
-            406, "token was already used with another event", code=RejectionCode.REPLAYED_TOKEN
+            406,
+            "token was already used with other event data",
+            code=RejectionCode.REPLAYED_TOKEN,
         )
-    return previous is not None
+    return True
 
 
 def _message_id(event_data: dict[str, Any]) -> str | None:
@@ -233,7 +257,9 @@ async def verify_and_map_mailgun(
 ) -> WebhookResult:
     payload = _parse_payload(body)
     token = verify_mailgun_signature(payload, settings, now=now)
-    token_reused = await bind_token(token, payload, replay_cache, ttl_s=settings.token_ttl_s)
+    token_reused = await bind_token(
+        token, payload, replay_cache, ttl_s=settings.token_binding_ttl_s
+    )
 
     mapped = map_mailgun_event(payload)
     return WebhookResult(

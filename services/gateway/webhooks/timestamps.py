@@ -46,7 +46,12 @@ def parse_iso_datetime(value: object) -> datetime:
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError(f"datetime {value!r} has no UTC offset")
 
-    return parsed.astimezone(UTC)
+    # A time near either end of the calendar, such as 0001-01-01T00:00:00+01:00, can lie outside
+    # the years 1 to 9999 once converted to UTC.
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(f"datetime {value!r} is outside the years 1 to 9999 in UTC") from exc
 
 
 class WindowViolation(StrEnum):

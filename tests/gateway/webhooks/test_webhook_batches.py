@@ -285,3 +285,53 @@ async def test_echoed_send_and_contact_ids(
 
     assert result.events[0].send_id == send_id
     assert result.events[0].contact_id == contact_id
+
+
+# Values the receipt table cannot store: longer than its columns, or text PostgreSQL rejects.
+UNSTORABLE_FIELDS = [
+    pytest.param({"sg_event_id": "e" * 600}, "provider_event_id", id="long-event-id"),
+    pytest.param({"email": "a" * 320 + "@x.example"}, "email", id="long-email"),
+    pytest.param({"sg_message_id": "m" * 600}, "message_id", id="long-message-id"),
+    pytest.param({"email": "nul\x00@example.com"}, "email", id="nul-in-email"),
+    pytest.param({"email": "\ud800@example.com"}, "email", id="lone-surrogate-in-email"),
+    pytest.param({"reason": "550 5.1.1 user\x00unknown"}, "diagnostic", id="nul-in-reason"),
+    pytest.param({"attempt": float("nan")}, "raw", id="nan-number"),
+]
+
+
+@pytest.mark.parametrize(("fields", "field"), UNSTORABLE_FIELDS)
+async def test_unstorable_field_invalidates_one_event(
+    fields: dict[str, Any],
+    field: str,
+    rotated_config: WebhookConfig,
+    replay_cache: RedisReplayCache,
+    cert_fetcher: CertificateFetcher,
+) -> None:
+    bounce = _event("hb1", "bounce", "2025-03-14T09:00:00+00:00", type="bounce", status="5.1.1")
+    unstorable = dict(_event("bad", "bounce", "2025-03-14T09:00:00+00:00", status="5.1.1"), **fields)
+
+    result = await _post(_batch_body([bounce, unstorable]), rotated_config, replay_cache, cert_fetcher)
+
+    assert [event.provider_event_id for event in result.events] == ["hb1"]
+    assert [event.type for event in result.events] == [EventType.BOUNCED_HARD]
+    assert [(s.index, s.kind, s.reason) for s in result.skipped] == [
+        (1, "bounce", SkipReason.INVALID)
+    ]
+    assert result.skipped[0].detail.startswith(f"{field}:")
+
+
+async def test_longest_storable_fields_accepted(
+    rotated_config: WebhookConfig,
+    replay_cache: RedisReplayCache,
+    cert_fetcher: CertificateFetcher,
+) -> None:
+    email = "a" * 310 + "@x.example"
+    event = _event("e" * 512, "delivered", "2025-03-14T09:00:00+00:00", email=f" {email} ")
+    event["sg_message_id"] = "m" * 512
+
+    result = await _post(_batch_body([event]), rotated_config, replay_cache, cert_fetcher)
+
+    assert result.skipped == []
+    assert len(result.events[0].provider_event_id) == 512
+    assert len(result.events[0].email) == 320
+    assert len(result.events[0].message_id or "") == 512

@@ -4,10 +4,13 @@ Each test signs its own SendGrid batch with the TEST_ONLY key, with ids and addr
 test, then runs the deliveries to the contacts service and reads the result through the public API.
 """
 
+import hashlib
+import json
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlmodel import select
 
 from services.cli.supervisor import free_port
@@ -17,7 +20,7 @@ from services.gateway.receipts.models import WebhookReceipt
 from services.kit import clock
 from services.kit.http import ServiceClient
 
-from .conftest import TEST_CLOCK
+from .conftest import MANIFEST, TEST_CLOCK, fixture_bytes, mailgun_signing_key, sign_mailgun, sign_sns
 from .http_support import WebhookGateway, fixtures_clock, sendgrid_request, webhook_gateway
 
 __all__ = ["fixtures_clock", "webhook_gateway"]
@@ -172,6 +175,134 @@ async def test_malformed_event_is_kept_as_failed_receipt(webhook_gateway: Webhoo
     assert new_receipts[0].raw == bad
     assert new_receipts[0].last_error is not None and new_receipts[0].last_error.startswith("invalid event:")
     assert new_receipts[0].event_type == "bounce"
+
+
+def invalid_event_id(body: bytes, index: int | None) -> str:
+    """Return the `provider_event_id` of the failed receipt kept for the unreadable event at `index`."""
+    digest = hashlib.sha256(body).hexdigest()[:32]
+    return f"invalid:{digest}:{'-' if index is None else index}"
+
+
+async def test_unstorable_fields_spare_the_batch(webhook_gateway: WebhookGateway) -> None:
+    at = TEST_CLOCK - timedelta(minutes=10)
+    email = email_of("spared")
+    bounce = sendgrid_event(email, "bounce", at, f"hb-{uuid.uuid4().hex[:6]}", type="bounce", status="5.1.1",
+                            reason="550 5.1.1 user unknown")
+    # Each value exceeds its receipt column or contains a NUL character, which PostgreSQL text rejects.
+    unstorable = [
+        sendgrid_event(email_of("id"), "delivered", at, "u1", sg_event_id="e" * 600),
+        sendgrid_event("a" * 320 + "@x.example", "delivered", at, "u2"),
+        {**sendgrid_event(email_of("message"), "delivered", at, "u3"), "sg_message_id": "m" * 600},
+        sendgrid_event("nul\x00" + email_of("nul"), "delivered", at, "u4"),
+    ]
+    headers, body = sendgrid_request([bounce, *unstorable])
+
+    first = await webhook_gateway.post("sendgrid", headers, body)
+    outcomes = await webhook_gateway.gateway.deliver_enqueued()
+    # SendGrid sends the same bytes again when it receives no response.
+    again = await webhook_gateway.post("sendgrid", headers, body)
+    failed = await webhook_gateway.receipts("sendgrid", [invalid_event_id(body, index) for index in range(1, 5)])
+    failed.sort(key=lambda row: row.provider_event_id)
+
+    assert first.status_code == 200, first.text
+    assert first.json() == {"events": 1, "stored": 1, "duplicates": 0, "skipped": 4}
+    assert outcomes == ["delivered"]
+    assert (await webhook_gateway.contact(email))["consent"]["status"] == "bounced"
+    assert again.status_code == 200, again.text
+    assert again.json() == {"events": 1, "stored": 0, "duplicates": 1, "skipped": 4}
+    assert [(row.kind, row.state) for row in failed] == [("invalid_event", "failed")] * 4
+    assert [row.raw for row in failed] == unstorable
+    assert [(row.last_error or "").split(":")[1].strip() for row in failed] == [
+        "provider_event_id", "email", "message_id", "email"
+    ]
+
+
+def mailgun_bounce(email: str) -> tuple[dict[str, str], bytes]:
+    payload = json.loads(fixture_bytes("mailgun/failed_permanent.json"))
+    payload["event-data"] = dict(payload["event-data"], id=uuid.uuid4().hex, recipient=email)
+    # A token of its own: the fixture's token is bound to the fixture's event data.
+    payload["signature"] = dict(payload["signature"], token=uuid.uuid4().hex + uuid.uuid4().hex[:18])
+    return {"Content-Type": "application/json"}, json.dumps(sign_mailgun(payload, mailgun_signing_key())).encode()
+
+
+def postmark_bounce(email: str) -> tuple[dict[str, str], bytes]:
+    [entry] = [entry for entry in MANIFEST["providers"]["postmark"]["fixtures"] if entry["file"] == "postmark/bounce_hard.json"]
+    record = dict(json.loads(fixture_bytes(entry["file"])), Email=email)
+    return entry["request"]["headers"], json.dumps(record).encode()
+
+
+def ses_delivery(emails: list[str]) -> tuple[dict[str, str], bytes]:
+    envelope = json.loads(fixture_bytes("ses/delivery.json"))
+    message = json.loads(envelope["Message"])
+    message["mail"]["destination"] = emails
+    message["delivery"]["recipients"] = emails
+    signed = sign_sns(dict(envelope, MessageId=str(uuid.uuid4()), Message=json.dumps(message)))
+    return {"Content-Type": "text/plain; charset=UTF-8"}, json.dumps(signed).encode()
+
+
+@pytest.mark.parametrize("provider", ["mailgun", "postmark", "ses"])
+@pytest.mark.parametrize("unstorable", ["a" * 320 + "@x.example", "nul\x00@example.com"], ids=["long", "nul"])
+async def test_unstorable_email_kept_as_failed_receipt(webhook_gateway: WebhookGateway, provider: str, unstorable: str) -> None:
+    if provider == "mailgun":
+        headers, body = mailgun_bounce(unstorable)
+    elif provider == "postmark":
+        headers, body = postmark_bounce(unstorable)
+    else:
+        # One SNS message with a readable recipient first: that recipient's event is stored.
+        headers, body = ses_delivery([email_of("readable"), unstorable])
+
+    response = await webhook_gateway.post(provider, headers, body)
+    failed = await webhook_gateway.receipts(provider, [invalid_event_id(body, 1 if provider == "ses" else None)])
+
+    assert response.status_code == 200, response.text
+    assert response.json()["stored"] == (1 if provider == "ses" else 0)
+    assert response.json()["skipped"] == 1
+    assert [(row.kind, row.state) for row in failed] == [("invalid_event", "failed")]
+    assert "email: " in (failed[0].last_error or "")
+
+
+async def test_failed_receipt_fits_its_columns(webhook_gateway: WebhookGateway) -> None:
+    # An unreadable record whose kind has a NUL character and more than 32 characters. Its body
+    # also contains NaN, which Python's json module reads but PostgreSQL's json type rejects.
+    headers, body = postmark_bounce("unused@example.com")
+    record = json.loads(body)
+    del record["Email"]
+    record.update(Type="Soft\x00" + "x" * 40, Attempts=float("nan"))
+    body = json.dumps(record).encode()
+
+    response = await webhook_gateway.post("postmark", headers, body)
+    failed = await webhook_gateway.receipts("postmark", [invalid_event_id(body, None)])
+
+    assert response.status_code == 200, response.text
+    assert response.json()["skipped"] == 1
+    assert [row.event_type for row in failed] == ["Bounce/Soft" + "x" * 21]
+    assert failed[0].raw == {"text": json.dumps(record)}
+    assert (failed[0].last_error or "").startswith("invalid event: Email is missing")
+
+
+async def test_mailgun_forged_bounce_changes_no_consent(webhook_gateway: WebhookGateway) -> None:
+    victim = email_of("victim")
+    await post_and_deliver(webhook_gateway, [sendgrid_event(victim, "delivered", TEST_CLOCK - timedelta(minutes=5), "v1")])
+    accepted = json.loads(fixture_bytes("mailgun/accepted.json"))
+    accepted["event-data"] = dict(accepted["event-data"], id=uuid.uuid4().hex)
+    accepted["signature"] = dict(accepted["signature"], token=uuid.uuid4().hex + uuid.uuid4().hex[:18])
+    signed = sign_mailgun(accepted, mailgun_signing_key())
+    # The captured signature block, event id and event time, glued onto a hard bounce of the victim.
+    forged_event = dict(signed["event-data"], event="failed", severity="permanent", reason="bounce", recipient=victim)
+    forged = dict(signed, **{"event-data": forged_event})
+    headers = {"Content-Type": "application/json"}
+    before = await webhook_gateway.receipt_count("mailgun")
+
+    first = await webhook_gateway.post("mailgun", headers, json.dumps(signed).encode())
+    response = await webhook_gateway.post("mailgun", headers, json.dumps(forged).encode())
+    outcomes = await webhook_gateway.gateway.deliver_enqueued()
+
+    assert first.status_code == 200, first.text
+    assert response.status_code == 406, response.text
+    assert response.json()["code"] == "replayed_token"
+    assert outcomes == []
+    assert await webhook_gateway.receipt_count("mailgun") == before
+    assert (await webhook_gateway.contact(victim))["consent"]["status"] == "subscribed"
 
 
 async def test_repeated_soft_bounces_suppress(webhook_gateway: WebhookGateway) -> None:

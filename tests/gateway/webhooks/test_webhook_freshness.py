@@ -1,5 +1,6 @@
-"""Freshness windows and Mailgun token replay."""
+"""Freshness windows, unreadable timestamps and Mailgun token replay."""
 
+import hashlib
 import json
 from datetime import datetime, timedelta
 from typing import Any
@@ -9,8 +10,10 @@ from redis.asyncio import Redis
 
 from services.gateway.webhooks import (
     CertificateFetcher,
+    MailgunSettings,
     RedisReplayCache,
     RejectionCode,
+    SkipReason,
     WebhookConfig,
     WebhookRejected,
     WebhookResult,
@@ -19,13 +22,28 @@ from services.gateway.webhooks import (
 )
 from services.gateway.webhooks.timestamps import datetime_from_epoch, parse_iso_datetime
 
-from .conftest import MANIFEST, TEST_CLOCK, fixture_bytes, mailgun_signing_key, sign_mailgun
+from .conftest import (
+    MANIFEST,
+    TEST_CLOCK,
+    CertificateHost,
+    fixture_bytes,
+    mailgun_signing_key,
+    sign_mailgun,
+    sign_sns,
+)
 
 SENDGRID_DROPPED = next(
     entry
     for entry in MANIFEST["providers"]["sendgrid"]["fixtures"]
     if entry["file"] == "sendgrid/dropped.json"
 )
+POSTMARK_HARD_BOUNCE = next(
+    entry
+    for entry in MANIFEST["providers"]["postmark"]["fixtures"]
+    if entry["file"] == "postmark/bounce_hard.json"
+)
+# Valid ISO 8601 times whose UTC conversion falls outside datetime's years 1 to 9999.
+OUTSIDE_CALENDAR = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
 
 
 async def _send(
@@ -234,3 +252,167 @@ async def test_replay_cache_down_is_unavailable(
 
     assert unavailable.value.status == 503
     assert unavailable.value.code is RejectionCode.REPLAY_CACHE_UNAVAILABLE
+
+
+@pytest.mark.parametrize("value", OUTSIDE_CALENDAR)
+def test_iso_time_outside_calendar_invalid(value: str) -> None:
+    with pytest.raises(ValueError, match="outside the years 1 to 9999"):
+        parse_iso_datetime(value)
+
+
+@pytest.mark.parametrize("value", OUTSIDE_CALENDAR)
+async def test_postmark_time_outside_calendar_invalid(
+    value: str,
+    config: WebhookConfig,
+    replay_cache: RedisReplayCache,
+    cert_fetcher: CertificateFetcher,
+) -> None:
+    record = json.loads(fixture_bytes(POSTMARK_HARD_BOUNCE["file"]))
+    record["BouncedAt"] = value
+    headers = POSTMARK_HARD_BOUNCE["request"]["headers"]
+
+    result = await _send(
+        "postmark", json.dumps(record).encode(), headers, config, replay_cache, cert_fetcher
+    )
+
+    assert result.events == []
+    assert [(s.kind, s.reason) for s in result.skipped] == [
+        ("Bounce/HardBounce", SkipReason.INVALID)
+    ]
+    assert result.skipped[0].detail.startswith("BouncedAt:")
+
+
+@pytest.mark.parametrize("value", OUTSIDE_CALENDAR)
+async def test_sns_timestamp_outside_calendar_rejected(
+    value: str,
+    config: WebhookConfig,
+    replay_cache: RedisReplayCache,
+    cert_fetcher: CertificateFetcher,
+    certificate_host: CertificateHost,
+) -> None:
+    envelope = dict(json.loads(fixture_bytes("ses/delivery.json")), Timestamp=value)
+
+    with pytest.raises(WebhookRejected) as rejected:
+        await _send(
+            "ses", json.dumps(envelope).encode(), {}, config, replay_cache, cert_fetcher
+        )
+
+    assert rejected.value.status == 403
+    assert rejected.value.code is RejectionCode.INVALID_TIMESTAMP
+    # The timestamp is checked before the signature, so no certificate is fetched.
+    assert certificate_host.requests == []
+
+
+@pytest.mark.parametrize("value", OUTSIDE_CALENDAR)
+async def test_ses_event_time_outside_calendar_invalid(
+    value: str,
+    config: WebhookConfig,
+    replay_cache: RedisReplayCache,
+    cert_fetcher: CertificateFetcher,
+) -> None:
+    envelope = json.loads(fixture_bytes("ses/delivery.json"))
+    message = json.loads(envelope["Message"])
+    message["delivery"]["timestamp"] = value
+    signed = sign_sns(dict(envelope, Message=json.dumps(message)))
+
+    result = await _send(
+        "ses", json.dumps(signed).encode(), {}, config, replay_cache, cert_fetcher
+    )
+
+    assert result.events == []
+    assert [(s.kind, s.reason) for s in result.skipped] == [("Delivery", SkipReason.INVALID)]
+    assert "outside the years 1 to 9999" in result.skipped[0].detail
+
+
+def _forged_failure(signed_payload: dict[str, Any]) -> bytes:
+    """Return the signed payload with its event turned into a hard bounce of another recipient.
+
+    The signature block, the event id and the event time stay as signed.
+    """
+    event_data = dict(
+        signed_payload["event-data"],
+        event="failed",
+        severity="permanent",
+        reason="bounce",
+        recipient="victim@example.com",
+    )
+    return json.dumps(dict(signed_payload, **{"event-data": event_data})).encode()
+
+
+async def test_mailgun_token_on_forged_content_rejected(
+    config: WebhookConfig,
+    replay_cache: RedisReplayCache,
+    cert_fetcher: CertificateFetcher,
+) -> None:
+    accepted = json.loads(fixture_bytes("mailgun/accepted.json"))
+    args = (config, replay_cache, cert_fetcher)
+
+    first = await _send("mailgun", fixture_bytes("mailgun/accepted.json"), {}, *args)
+    with pytest.raises(WebhookRejected) as rejected:
+        await _send("mailgun", _forged_failure(accepted), {}, *args)
+
+    assert first.events == []
+    assert rejected.value.status == 406
+    assert rejected.value.code is RejectionCode.REPLAYED_TOKEN
+
+
+async def test_mailgun_retry_with_other_key_order_accepted(
+    config: WebhookConfig,
+    replay_cache: RedisReplayCache,
+    cert_fetcher: CertificateFetcher,
+) -> None:
+    # A retry may serialise the same event data with its keys in another order.
+    payload = json.loads(fixture_bytes("mailgun/delivered.json"))
+    reordered = dict(payload, **{"event-data": dict(reversed(payload["event-data"].items()))})
+    args = (config, replay_cache, cert_fetcher)
+
+    first = await _send("mailgun", fixture_bytes("mailgun/delivered.json"), {}, *args)
+    retry = await _send("mailgun", json.dumps(reordered).encode(), {}, *args)
+
+    assert retry.token_reused is True
+    assert retry.events == first.events
+
+
+async def test_mailgun_token_kept_for_signature_window(
+    config: WebhookConfig,
+    replay_cache: RedisReplayCache,
+    cert_fetcher: CertificateFetcher,
+    redis: Redis,
+    replay_key_prefix: str,
+) -> None:
+    # A token TTL shorter than the signature window would let a fresh signature be replayed.
+    assert config.mailgun is not None
+    short_ttl = MailgunSettings(signing_keys=config.mailgun.signing_keys, token_ttl_s=60)
+    short_config = config.model_copy(update={"mailgun": short_ttl})
+
+    await _send(
+        "mailgun", fixture_bytes("mailgun/opened.json"), {}, short_config, replay_cache, cert_fetcher
+    )
+
+    keys = [key async for key in redis.scan_iter(match=replay_key_prefix + "*")]
+    assert len(keys) == 1
+    window_s = short_ttl.max_age_s + short_ttl.max_future_s
+    # A minute of slack: on a loaded machine seconds pass between the SET and this read.
+    assert window_s - 60 <= await redis.ttl(keys[0]) <= window_s
+
+
+async def test_mailgun_retry_after_upgrade_accepted(
+    config: WebhookConfig,
+    replay_cache: RedisReplayCache,
+    cert_fetcher: CertificateFetcher,
+    redis: Redis,
+    replay_key_prefix: str,
+) -> None:
+    # Earlier versions bound a token to `[event id, event time]`, and a retry must still match it.
+    payload = json.loads(fixture_bytes("mailgun/delivered.json"))
+    token_hash = hashlib.sha256(payload["signature"]["token"].encode()).hexdigest()
+    event_data = payload["event-data"]
+    legacy = json.dumps([event_data["id"], event_data["timestamp"]])
+    await redis.set(f"{replay_key_prefix}mailgun:token:{token_hash}", legacy, ex=3600)
+
+    retry = await _send(
+        "mailgun", fixture_bytes("mailgun/delivered.json"), {}, config, replay_cache, cert_fetcher
+    )
+
+    assert retry.token_reused is True
+    assert len(retry.events) == 1
