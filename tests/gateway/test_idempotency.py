@@ -4,14 +4,16 @@ import asyncio
 import uuid
 from datetime import timedelta
 
+import httpx
 from sqlmodel import select
 
 from services.gateway.idempotency.models import IdempotencyRecord
 from services.gateway.idempotency.service import purge_expired
 from services.kit import clock
+from services.kit.http import ServiceClient
 from services.kit.problems import PROBLEM_MEDIA_TYPE
 
-from .conftest import Gateway, new_key, unique_email
+from .conftest import Apps, Gateway, new_key, unique_email
 
 
 async def timeline_of(gateway: Gateway, contact_id: str) -> list[dict[str, object]]:
@@ -149,3 +151,39 @@ async def test_missing_api_key_is_401_not_replayed(gateway: Gateway) -> None:
     )
 
     assert response.status_code == 401
+
+
+class LosesFirstResponse(httpx.AsyncBaseTransport):
+    """Passes requests to the real contacts app, but loses the first response, as a timeout would."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.lost = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if self.lost:
+            return response
+        self.lost += 1
+        await response.aclose()
+        raise httpx.ReadTimeout("the response did not arrive in time", request=request)
+
+
+async def test_retry_after_lost_response_stores_once(gateway: Gateway, contacts_app: Apps) -> None:
+    settings = gateway.app.state.settings
+    gateway.app.state.clients["contacts"] = ServiceClient(
+        "contacts", "http://contacts", internal_token=settings.internal_token,
+        transport=LosesFirstResponse(httpx.ASGITransport(app=contacts_app[0])),
+    )
+    email = unique_email()
+    body = {"events": [{"email": email, "type": "page_view"}, {"email": email, "type": "form_submitted"}]}
+    headers = {**gateway.auth, "Idempotency-Key": str(uuid.uuid4())}
+
+    lost = await gateway.client.post("/v1/events/batch", json=body, headers=headers)
+    retried = await gateway.client.post("/v1/events/batch", json=body, headers=headers)
+
+    assert lost.status_code == 503
+    assert retried.status_code == 202
+    assert [item["status"] for item in retried.json()["items"]] == ["duplicate", "duplicate"]
+    contact_id = retried.json()["items"][0]["contact_id"]
+    assert sorted(item["type"] for item in await timeline_of(gateway, contact_id)) == ["form_submitted", "page_view"]
