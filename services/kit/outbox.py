@@ -54,8 +54,18 @@ RELAY_BATCH_SIZE = 500
 JOB_BATCH_SIZE = 100
 # Enqueued rows the sweep looks at in one pass.
 SWEEP_BATCH_SIZE = RELAY_BATCH_SIZE * 8
+# A consumer job gives up after about five minutes of tries, which a database or network outage can
+# outlast. Its rows are then enqueued again after this cool-down, doubled on each failure up to
+# FAILED_RETRY_MAX, because the consumer applies each event once however often it arrives.
+FAILED_RETRY_AFTER = timedelta(minutes=10)
+FAILED_RETRY_MAX = timedelta(hours=6)
 
 log = get_logger(__name__)
+
+
+def failed_retry_delay(attempts: int) -> timedelta:
+    """Return how long rows whose job failed after `attempts` enqueues wait before the next one."""
+    return min(FAILED_RETRY_MAX, FAILED_RETRY_AFTER * 2 ** max(0, attempts - 1))
 
 
 class OutboxColumns(SQLModel):
@@ -245,10 +255,39 @@ class Outbox:
                 await session.exec(
                     update(self.model)
                     .where(self.model.id.in_(failed))  # type: ignore[union-attr]
-                    .values(state="failed", last_error="consumer job failed after its last try")
+                    .values(state="failed", enqueued_at=clock.now(), last_error="consumer job failed after its last try")
                 )
             await session.commit()
         return counts
+
+    async def retry_failed(self, db: Database, redis: ArqRedis) -> int:
+        """Enqueue again the rows whose consumer job failed, once their cool-down passed; return how many."""
+        now = clock.now()
+        async with db.session() as session:
+            query = (
+                select(self.model)
+                .where(self.model.state == "failed", self.model.enqueued_at <= now - FAILED_RETRY_AFTER)
+                .order_by(self.model.id)
+                .limit(SWEEP_BATCH_SIZE)
+            )
+            rows = [row for row in (await session.exec(query)).all() if row.enqueued_at <= now - failed_retry_delay(row.attempts)]
+            jobs: dict[tuple[str, str], list[OutboxColumns]] = {}
+            for row in rows:
+                identifier = row.job_id or self._single_job_id(row.event_id, row.consumer)
+                jobs.setdefault((row.consumer, identifier), []).append(row)
+
+            for (consumer, identifier), job_rows in jobs.items():
+                # A new id, because Redis keeps the failed job's result under the old one for an hour.
+                retry_id = f"{identifier}:retry{max(row.attempts for row in job_rows)}"
+                await self._enqueue_batch(redis, consumer, retry_id, [row.envelope for row in job_rows])
+                await session.exec(
+                    update(self.model)
+                    .where(self.model.id.in_([row.id for row in job_rows]))  # type: ignore[union-attr]
+                    .values(state="enqueued", enqueued_at=now, job_id=retry_id, attempts=self.model.attempts + 1)
+                )
+                log.warning("outbox.failed_job_retried", job_id=retry_id, consumer=consumer, events=len(job_rows))
+            await session.commit()
+        return len(rows)
 
     async def _requeue(self, session: AsyncSession, redis: ArqRedis, identifier: str, ids: list[int]) -> None:
         """Enqueue a vanished job again under its id, rebuilt from all of its rows in their order.
@@ -306,6 +345,7 @@ class Outbox:
                 if sweep and not stop.is_set() and loop.time() - swept_at >= interval_s:
                     swept_at = loop.time()
                     await self.sweep_enqueued(db, redis)
+                    await self.retry_failed(db, redis)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - the loop must outlive a database or Redis outage

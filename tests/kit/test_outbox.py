@@ -7,12 +7,21 @@ from datetime import timedelta
 
 import pytest
 from arq.connections import ArqRedis
+from sqlalchemy import update
 from sqlmodel import select
 
 from services.kit import clock
 from services.kit.app import open_queue
 from services.kit.db import Database
-from services.kit.outbox import CONSUME_EVENTS_JOB, JOB_BATCH_SIZE, Outbox, stop_task
+from services.kit.outbox import (
+    CONSUME_EVENTS_JOB,
+    FAILED_RETRY_AFTER,
+    FAILED_RETRY_MAX,
+    JOB_BATCH_SIZE,
+    Outbox,
+    failed_retry_delay,
+    stop_task,
+)
 from services.kit.queue import ARQ_JOB_KEY_PREFIX, deserialize_job, job_id, queue_name
 from services.contacts.db import OutboxMessage
 from services.contacts.settings import ContactsSettings
@@ -233,6 +242,45 @@ async def test_sweep_deletes_rows_whose_job_finished(own: Environment) -> None:
     assert await eventually(sequencer_row_retired, timeout_s=30)
     await db.dispose()
     await redis.aclose()
+
+
+async def test_failed_job_is_retried_after_cool_down(own: Environment) -> None:
+    settings, db, redis, outbox = await _setup(own)
+    event_id = uuid.uuid4().hex
+    await _publish(db, outbox, event_id)
+    await outbox.relay_pending(db, redis)
+    # What the sweep records when a consumer job failed its last try, for instance through a long
+    # database outage: the job's rows stay, failed.
+    async with db.session() as session:
+        await session.exec(
+            update(OutboxMessage).where(OutboxMessage.event_id == event_id).values(state="failed", enqueued_at=clock.now())
+        )
+        await session.commit()
+
+    too_soon = await outbox.retry_failed(db, redis)
+    clock.travel_to(clock.now() + FAILED_RETRY_AFTER + timedelta(seconds=1))
+    retried = await outbox.retry_failed(db, redis)
+    rows = {row.consumer: row for row in await _rows(db, event_id)}
+
+    assert too_soon == 0
+    assert retried == len(rows)
+    assert {row.state for row in rows.values()} == {"enqueued"}
+    assert rows["sequencer"].job_id is not None and rows["sequencer"].job_id.endswith(":retry1")
+
+    async def sequencer_row_retired() -> bool:
+        await drain_queue("sequencer", SequencerSettings(database_url=own.database_urls["sequencer"], NURTURE_NAMESPACE=own.namespace))  # type: ignore[call-arg]
+        await outbox.sweep_enqueued(db, redis)
+        return "sequencer" not in [row.consumer for row in await _rows(db, event_id)]
+
+    assert await eventually(sequencer_row_retired, timeout_s=30)
+    await db.dispose()
+    await redis.aclose()
+
+
+def test_failed_retry_delay_doubles_up_to_its_cap() -> None:
+    delays = [failed_retry_delay(attempts) for attempts in (1, 2, 3, 10)]
+
+    assert delays == [FAILED_RETRY_AFTER, FAILED_RETRY_AFTER * 2, FAILED_RETRY_AFTER * 4, FAILED_RETRY_MAX]
 
 
 class _CountingOutbox(Outbox):
