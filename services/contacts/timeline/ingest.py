@@ -14,6 +14,10 @@ from services.kit.outbox import Outbox
 
 log = get_logger(__name__)
 
+# Each attempt finds the rows that the requests it collided with committed, so a third collision
+# needs a third concurrent request for the same new address at the same instant.
+SINGLE_EVENT_ATTEMPTS = 3
+
 
 async def store_events(
     db: Database, outbox: Outbox, items: Sequence[tuple[int, EventIn]], settings: ContactsSettings
@@ -33,8 +37,24 @@ async def store_events(
         except IntegrityError as error:
             log.info("events.chunk_retried_singly", events=len(chunk), error=str(error.orig)[:200])
             for item in chunk:
-                results.extend(await _store_chunk(db, outbox, [item], settings))
+                results.extend(await _store_single(db, outbox, item, settings))
     return results
+
+
+async def _store_single(db: Database, outbox: Outbox, item: tuple[int, EventIn], settings: ContactsSettings) -> list[EventResult]:
+    """Store one event, again when another request creates its contact in the meantime.
+
+    Concurrent requests for the same new addresses can collide more than once, and an event whose
+    chunk was already partly stored must not turn the whole request into a 500.
+    """
+    for attempt in range(1, SINGLE_EVENT_ATTEMPTS + 1):
+        try:
+            return await _store_chunk(db, outbox, [item], settings)
+        except IntegrityError as error:
+            if attempt == SINGLE_EVENT_ATTEMPTS:
+                raise
+            log.info("events.single_retried", index=item[0], attempt=attempt, error=str(error.orig)[:200])
+    raise AssertionError("unreachable")  # pragma: no cover - the loop always returns or raises
 
 
 async def _store_chunk(
