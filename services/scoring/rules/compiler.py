@@ -8,14 +8,14 @@ conditions are false instead of raising.
 Text operators (`contains`, `starts_with`, `ends_with`, `matches`) and `exists` run in Python
 while the facts are built, and reach the engine as boolean properties. durable_rules 2.0.28 has
 its own regular-expression dialect (whole-string matches, no anchors or character classes such as
-\\d, byte-wise case folding), so rule authors get Python's `re` with `re.search` semantics instead.
+\\d, byte-wise case folding), so rule authors get RE2 (see `regex_safety.py`) with `search`
+semantics instead, and no pattern reaches the engine.
 The engine evaluates everything else: equality, ordering, membership, the and/or structure, the
 join with the contact and the ordering and time window of pattern steps.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -39,6 +39,7 @@ from services.scoring.rules.model import (
     RuleKind,
     RuleSet,
 )
+from services.scoring.rules.regex_safety import CompiledPattern, compile_pattern
 
 CONTACT_ALIAS = "c"
 SECONDS_PER_DAY = 86_400
@@ -84,7 +85,7 @@ class PredicateSlot:
     op: Operator
     value: str | None
     case_sensitive: bool
-    pattern: re.Pattern[str] | None
+    pattern: CompiledPattern | None
     event_types: frozenset[str] | None
 
 
@@ -410,11 +411,10 @@ def _dedupe(values: list[Any]) -> list[Any]:
     return seen
 
 
-def _compile_pattern(condition: FieldCondition) -> re.Pattern[str] | None:
+def _compile_pattern(condition: FieldCondition) -> CompiledPattern | None:
     if condition.op is not Operator.MATCHES:
         return None
-    flags = 0 if condition.case_sensitive else re.IGNORECASE
-    return re.compile(condition.value, flags)
+    return compile_pattern(condition.value, case_sensitive=condition.case_sensitive)
 
 
 def _freeze(value: Any) -> Any:

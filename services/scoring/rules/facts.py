@@ -21,7 +21,7 @@ from services.scoring.rules.compiler import (
 )
 from services.scoring.rules.errors import ScoringInputError
 from services.scoring.rules.model import MAX_ABS_NUMBER, NUMBER_DECIMALS, Operator
-from services.scoring.rules.regex_safety import MAX_SUBJECT_CHARS
+from services.scoring.rules.regex_safety import search
 
 CONTACT_FACT_ID = "contact"
 MAX_EVENT_ID_CHARS = 200
@@ -168,7 +168,7 @@ def _test(predicate: PredicateSlot, value: Any) -> bool:
     if not isinstance(value, str):
         return False
     if predicate.pattern is not None:
-        return predicate.pattern.search(value[:MAX_SUBJECT_CHARS]) is not None
+        return search(predicate.pattern, value)
 
     needle = predicate.value or ""
     subject = value

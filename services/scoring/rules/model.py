@@ -8,7 +8,6 @@ the rule and the field.
 from __future__ import annotations
 
 import math
-import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -25,7 +24,7 @@ from pydantic import (
     field_validator,
 )
 
-from services.scoring.rules.regex_safety import check_regex
+from services.scoring.rules.regex_safety import compile_pattern
 
 # Numbers up to 1e15 with at most 4 decimal places stay in positional notation when serialised,
 # because Python switches to exponents below 1e-4 and from 1e16, and durable_rules 2.0.28 cannot
@@ -147,7 +146,7 @@ class FieldCondition(_Strict):
         op = info.data.get("op")
         if op is None:
             return value
-        return check_condition_value(op, value)
+        return check_condition_value(op, value, case_sensitive=info.data.get("case_sensitive", False))
 
 
 class AllCondition(_Strict):
@@ -309,7 +308,7 @@ class RuleSet(_Strict):
         return None
 
 
-def check_condition_value(op: Operator, value: Any) -> Any:
+def check_condition_value(op: Operator, value: Any, *, case_sensitive: bool = False) -> Any:
     """Check that `value` suits `op`, raising ValueError with a message for the rule author."""
     if op in (Operator.EXISTS, Operator.NOT_EXISTS):
         if value is not None:
@@ -324,7 +323,7 @@ def check_condition_value(op: Operator, value: Any) -> Any:
     if op in (Operator.IN, Operator.NOT_IN):
         return _check_list(op, value)
     if op is Operator.MATCHES:
-        return _check_pattern(value)
+        return _check_pattern(value, case_sensitive)
     return _check_text(op, value)
 
 
@@ -372,11 +371,8 @@ def _check_list(op: Operator, value: Any) -> list[Any]:
     return [_check_numeric(op, item) for item in value]
 
 
-def _check_pattern(value: Any) -> str:
+def _check_pattern(value: Any, case_sensitive: bool) -> str:
     pattern = _check_text(Operator.MATCHES, value)
-    try:
-        re.compile(pattern)
-    except re.error as error:
-        raise ValueError(f"invalid regular expression {pattern!r}: {error}") from None
-    check_regex(pattern)
+    # Case folding adds instructions, so the program-size limit is checked in the rule's own mode.
+    compile_pattern(pattern, case_sensitive=case_sensitive)
     return pattern

@@ -174,6 +174,62 @@ class TestMissingAndMistypedFields:
         assert not fit_matches(compile_document, when, {"attributes": {"note": "x" * 5000 + "needle"}})
 
 
+class TestRegularExpressions:
+    # Python's backtracking `re` needs exponential or cubic time for these pairs, far longer than
+    # the timeout, while RE2 needs linear time. The timeout only turns a regression into a failure
+    # instead of a hung run.
+    @pytest.mark.timeout(60)
+    @pytest.mark.parametrize(
+        ("pattern", "url", "expected"),
+        [
+            pytest.param("(a|aa)*$", "a" * 4000 + "b", True, id="(a|aa)*$"),  # the empty string at the end matches
+            pytest.param("(a|aa)*c", "a" * 4000 + "b", False, id="(a|aa)*c"),
+            pytest.param("(a+)+$", "a" * 4000 + "b", False, id="(a+)+$"),
+            pytest.param("(a|ab)*c", "ab" * 2000, False, id="(a|ab)*c"),
+            pytest.param(".*.*.*X", "a" * 4000, False, id=".*.*.*X"),
+        ],
+    )
+    def test_backtracking_pattern_on_crafted_url(
+        self, compile_document: CompileDocument, pattern: str, url: str, expected: bool
+    ) -> None:
+        rule = {
+            "name": "crafted",
+            "kind": "engagement",
+            "event": "page_view",
+            "points": 1,
+            "where": {"field": "properties.url", "op": "matches", "value": pattern},
+        }
+        compiled = compile_document(single_rule_document(rule))
+
+        matches = match_event(compiled, contact={}, event=event("v1", "page_view", url=url))
+
+        assert [match.rule for match in matches] == (["crafted"] if expected else [])
+
+    @pytest.mark.parametrize(
+        ("pattern", "title", "expected"),
+        [
+            (r"^sales\z", "Sales", True),
+            (r"^sales$", "Sales\n", False),  # unlike in Python's `re`, `$` does not match before a final newline
+            (r"^\p{Lu}", "Émilie", True),
+            ("^directeur général", "DIRECTEUR GÉNÉRAL", True),
+            (r"(?i:VP)\s+\w+", "vp Sales", True),
+        ],
+    )
+    def test_re2_syntax(
+        self, compile_document: CompileDocument, pattern: str, title: str, expected: bool
+    ) -> None:
+        when = {"field": "attributes.job_title", "op": "matches", "value": pattern}
+
+        assert fit_matches(compile_document, when, {"attributes": {"job_title": title}}) is expected
+
+    def test_lone_surrogate_in_subject(self, compile_document: CompileDocument) -> None:
+        # JSON may carry "\ud800", which has no UTF-8 encoding.
+        when = {"field": "attributes.note", "op": "matches", "value": "needle"}
+
+        assert fit_matches(compile_document, when, {"attributes": {"note": "\ud800 needle"}})
+        assert not fit_matches(compile_document, when, {"attributes": {"note": "\ud800 hay"}})
+
+
 class TestCombinators:
     WHEN = {
         "all": [

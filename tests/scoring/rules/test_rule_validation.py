@@ -99,10 +99,31 @@ class TestRuleErrors:
                 "where.value",
                 "invalid regular expression",
             ),
+            # RE2 has no lookaround or backreferences, and it spells Python's `\Z` as `\z`.
             (
-                {"where": {"field": "properties.url", "op": "matches", "value": "(a+)+$"}},
+                {"where": {"field": "properties.url", "op": "matches", "value": "/(?=pricing)"}},
                 "where.value",
-                "exponential time",
+                "Patterns use RE2 syntax",
+            ),
+            (
+                {"where": {"field": "properties.url", "op": "matches", "value": r"/(\w+)/\1"}},
+                "where.value",
+                "Patterns use RE2 syntax",
+            ),
+            (
+                {"where": {"field": "properties.url", "op": "matches", "value": r"/pricing\Z"}},
+                "where.value",
+                "instead of \\Z",
+            ),
+            (
+                {"where": {"field": "properties.url", "op": "matches", "value": ".{1000}z"}},
+                "where.value",
+                "compiles to 8005 instructions, more than the maximum of 2000",
+            ),
+            (
+                {"where": {"field": "properties.url", "op": "matches", "value": "x" * 501}},
+                "where.value",
+                "longer than 500 characters",
             ),
             (
                 {"where": {"field": "properties..url", "op": "eq", "value": "x"}},

@@ -15,7 +15,7 @@ from services.scoring.db import OutboxMessage
 from services.scoring.history.models import ContactFacts, ScoredEvent
 from services.scoring.scores.models import ContactScore, LedgerRow
 from services.scoring.thresholds.models import ThresholdFiring, ThresholdState
-from tests.scoring.service.support import NOW, ScoringHarness, recorded
+from tests.scoring.service.support import NOW, ScoringHarness, changed, new_id, recorded
 
 CONTACTS = 10_000
 PRICING = {"field": "properties.url", "op": "matches", "value": "/pricing"}
@@ -215,3 +215,35 @@ async def test_invalid_candidate_is_422(scoring: ScoringHarness) -> None:
 
     assert response.status_code == 422
     assert ("x", "when") in {(error["rule"], error["field"]) for error in response.json()["errors"]}
+
+
+def crafted_rule_set(event_type: str, pattern: str) -> dict[str, Any]:
+    where = {"field": "properties.url", "op": "matches", "value": pattern}
+    return {"mql_threshold": 5, "rules": [{"name": "crafted", "kind": "engagement", "event": event_type, "points": 5, "where": where}]}
+
+
+async def test_simulation_of_backtracking_pattern_finishes(scoring: ScoringHarness) -> None:
+    # Python's backtracking `re` needs exponential time for this pattern on this URL, and it holds
+    # the GIL while it runs, which stalls the whole service.
+    event_type = f"visit_{uuid.uuid4().hex[:8]}"
+    contact = new_id()
+    await scoring.deliver(changed(contact))
+    await scoring.deliver(recorded(contact, event_type, properties={"url": "a" * 4000 + "b"}))
+
+    candidate = crafted_rule_set(event_type, "(a|aa)*$")
+    response = await scoring.client.post("/scoring/models/default/simulate", json={**candidate, "sample_size": 500})
+
+    assert response.status_code == 200, response.text
+    # The pattern matches the empty string at the end of the URL, so the contact scores 5.
+    assert response.json()["would_cross"]["sample"] == [contact]
+
+
+async def test_simulation_rejects_lookahead_pattern(scoring: ScoringHarness) -> None:
+    candidate = crafted_rule_set("page_view", "/(?=pricing)")
+
+    response = await scoring.client.post("/scoring/models/default/simulate", json=candidate)
+
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert [(error["rule"], error["field"]) for error in errors] == [("crafted", "where.value")]
+    assert "Patterns use RE2 syntax" in errors[0]["message"]
