@@ -4,9 +4,19 @@ This module imports no database code, so the gateway can declare the same models
 """
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -196,17 +206,39 @@ class ContactScoreOut(BaseModel):
     models: dict[str, ModelScore]
 
 
+# A pydantic union names each error after the member that failed (`outcome.literal['sql','customer']`,
+# `outcome.OutcomeAttribute.equals.str`). The validators below check the input's shape first, so at
+# most one member runs and every error field is a path in the request body.
+OUTCOME_STAGES = ("sql", "customer")
+
+
+def _check_outcome_value(value: Any) -> Any:
+    if not isinstance(value, str | int | float):  # bool is a subclass of int
+        raise PydanticCustomError("outcome_value_type", "Input should be a string, number or boolean")
+    return value
+
+
 class OutcomeAttribute(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     attribute: str = Field(min_length=1, max_length=200, description="a dot path into the contact's attributes")
-    equals: str | int | float | bool
+    equals: Annotated[str | int | float | bool, BeforeValidator(_check_outcome_value)]
+
+
+def _validate_outcome(value: Any, _handler: ValidatorFunctionWrapHandler) -> str | OutcomeAttribute:
+    if isinstance(value, dict | OutcomeAttribute):
+        return OutcomeAttribute.model_validate(value)
+    if isinstance(value, str) and value in OUTCOME_STAGES:
+        return value
+    raise PydanticCustomError(
+        "outcome_invalid", "Input should be 'sql', 'customer' or an object with attribute and equals"
+    )
 
 
 class CalibrationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    outcome: Literal["sql", "customer"] | OutcomeAttribute = Field(
+    outcome: Annotated[Literal["sql", "customer"] | OutcomeAttribute, WrapValidator(_validate_outcome)] = Field(
         description='"sql" (reached sql, opportunity or customer), "customer", or an attribute equal to a value'
     )
 

@@ -112,6 +112,26 @@ async def test_unknown_outcome_is_422(scoring: ScoringHarness) -> None:
     assert response.json()["errors"][0]["field"].startswith("outcome")
 
 
+@pytest.mark.parametrize(
+    ("outcome", "fields"),
+    [
+        ("won", ["outcome"]),
+        (5, ["outcome"]),
+        (None, ["outcome"]),
+        ({"attribute": "won", "equals": [True]}, ["outcome.equals"]),
+        ({"attribute": "won", "equals": None}, ["outcome.equals"]),
+        ({"attribute": "won"}, ["outcome.equals"]),
+        ({"attribute": "", "equals": True}, ["outcome.attribute"]),
+        ({"attribute": "won", "equals": True, "since": "2024"}, ["outcome.since"]),
+    ],
+)
+async def test_invalid_outcome_error_names_body_path(scoring: ScoringHarness, outcome: Any, fields: list[str]) -> None:
+    response = await scoring.client.post("/scoring/models/default/calibration", json={"outcome": outcome})
+
+    assert response.status_code == 422
+    assert [error["field"] for error in response.json()["errors"]] == fields
+
+
 async def test_calibration_of_unknown_model_is_404(scoring: ScoringHarness) -> None:
     response = await scoring.client.post(f"/scoring/models/none-{uuid.uuid4().hex[:6]}/calibration", json={"outcome": "sql"})
 
