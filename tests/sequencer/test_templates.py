@@ -223,6 +223,8 @@ def test_subject_line_breaks_collapse() -> None:
         ("html", "{% include 'secrets.html' %}", "include"),
         ("html", "{% extends 'base.html' %}", "extends"),
         ("html", "{% import 'macros.html' as m %}", "import"),
+        # The sandbox rewrites `~` when it compiles a template, after these checks read it.
+        ("html", "<p>{{ 'Hi ' ~ contact.first_name }}</p>", "may be empty"),
         ("subject", "   ", "must not be empty"),
     ],
 )
@@ -285,6 +287,63 @@ def test_valid_template_passes() -> None:
 def test_render_refuses_injection_and_runaway(html: str) -> None:
     with pytest.raises(TemplateSecurityError):
         render(html)
+
+
+def doubled_25_times(step: str, start: str = "'x'") -> str:
+    """Return a template that runs `step` 25 times, doubling `ns.s` from one character or item to 33,554,432."""
+    return (
+        "{% macro twice(s) %}{{ s }}{{ s }}{% endmacro %}"
+        f"{{% set ns = namespace(s={start}) %}}{{% for i in range(25) %}}{step}{{% endfor %}}{{{{ ns.s|length }}}}"
+    )
+
+
+# Each of these builds millions of characters or items within the step budget, without printing them.
+@pytest.mark.parametrize(
+    ("html", "operation"),
+    [
+        (doubled_25_times("{% set ns.s = ns.s + ns.s %}"), "'+'"),
+        (doubled_25_times("{% set ns.s = ns.s ~ ns.s %}"), "'~'"),
+        (doubled_25_times("{% set ns.s = ns.s + ns.s %}", start="[1]"), "'+'"),
+        (doubled_25_times("{% set ns.s = twice(ns.s) %}"), "a macro or block"),
+        (doubled_25_times("{% set t %}{{ ns.s }}{{ ns.s }}{% endset %}{% set ns.s = t %}"), "a macro or block"),
+        ("{{ (('x' * 1000)|replace('x', 'y' * 10000))|length }}", "replace"),
+        ("{{ (range(1000)|join('y' * 10000))|length }}", "join"),
+        ("{{ ([{'n': 'y' * 10000}] * 200)|join(attribute='n')|length }}", "join"),
+        # Jinja's optimizer would join these constant operands at compile time, before any check.
+        ("{{ (" + " ~ ".join(["'y'|center(9999)"] * 101) + ")|length }}", "'~'"),
+    ],
+)
+def test_render_caps_strings_built_on_the_way(html: str, operation: str) -> None:
+    with pytest.raises(TemplateSecurityError) as raised:
+        render(html)
+
+    assert f"{operation} would create" in str(raised.value)
+    assert "more than the maximum of 1000000" in str(raised.value)
+
+
+def test_strings_under_the_cap_still_build() -> None:
+    html = (
+        "{% set ns = namespace(s='x') %}{% for i in range(19) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}"
+        "|{{ ('ab' + 'cd') ~ ([1] + [2])|length }}"
+        "|{{ ('x' * 1000)|replace('x', 'y' * 900)|length }}"
+        "|{{ range(100)|join('y' * 9000)|length }}"
+    )
+
+    rendered = render(html)
+
+    assert "524288|abcd2|900000|891190" in rendered.html
+
+
+def test_concatenation_keeps_escaping() -> None:
+    html = (
+        "{{ ('<i>'|safe) ~ '<b>' ~ contact.first_name|fallback('') }}"
+        "|{% set x %}<u>{{ contact.first_name|fallback('') }}</u>{% endset %}{{ x ~ '&' }}"
+        "|{{ ('<i>'|safe) + '<b>' }}|{{ ['<s>'|safe, '<b>']|join }}|{{ ('<s>'|safe)|replace('s', '<') }}"
+    )
+
+    rendered = render(html, person=recipient(first_name="A&B"))
+
+    assert "<i>&lt;b&gt;A&amp;B|<u>A&amp;B</u>&amp;|<i>&lt;b&gt;|<s>&lt;b&gt;|<&lt;>" in rendered.html
 
 
 def test_ordinary_formats_and_filters_render() -> None:

@@ -3,9 +3,10 @@
 Two `ImmutableSandboxedEnvironment`s share one configuration. The HTML one escapes every value it
 prints, and the text one (for the text part and the subject) does not. The sandbox blocks attributes
 that start with an underscore and any call that mutates a list, dict or set. This module also caps
-repetition (`'x' * n`), powers and format widths, counts the work of a render (see
-`render_budget`), and turns an empty contact or company token into `MissingToken`, which raises
-when printed. The renderer caps the size of the output.
+repetition (`'x' * n`), powers and format widths, caps every string or list that `+`, `~`, the
+`replace` and `join` filters, a macro or a block `{% set %}` builds at MAX_OUTPUT_CHARS, counts the
+work of a render (see `render_budget`), and turns an empty contact or company token into
+`MissingToken`, which raises when printed. The renderer caps the size of the output.
 """
 
 from __future__ import annotations
@@ -19,15 +20,22 @@ from contextvars import ContextVar
 from functools import update_wrapper
 from typing import Any
 
-from jinja2 import ChainableUndefined, StrictUndefined, Undefined, UndefinedError, nodes
-from jinja2.runtime import Context, LoopContext, Macro
+from jinja2 import ChainableUndefined, StrictUndefined, Undefined, UndefinedError, nodes, pass_eval_context
+from jinja2.filters import make_attrgetter
+from jinja2.nodes import EvalContext
+from jinja2.runtime import Context, LoopContext, Macro, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError, safe_range
+from jinja2.visitor import NodeTransformer
+from markupsafe import soft_str
 
-# A marketing email is far below 1 MB; a render that grows past this is runaway template code.
+# A marketing email is far below 1 MB; a render that grows past this is runaway template code. No
+# string or list that a template builds along the way may be longer either, because doubling one
+# 35 times with `+` would take about 34 GB without ever reaching the output.
 MAX_OUTPUT_CHARS = 1_000_000
 MAX_EXPONENT = 100
-# Loop iterations, calls, range() items, repeated items and padded text of one render, in all. Two
-# nested loops over range(100000) pass the sandbox's cap per range(), yet make ten billion iterations.
+# Loop iterations, calls, range() items, repeated items and padded or built text of one render, in
+# all. Two nested loops over range(100000) pass the sandbox's cap per range(), yet make ten billion
+# iterations.
 MAX_RENDER_STEPS = 200_000
 # A macro call renders a body, far more work than a loop step, so it counts as this many steps.
 MACRO_CALL_STEPS = 10
@@ -62,8 +70,26 @@ def _charge(steps: int) -> None:
     if counter[0] > MAX_RENDER_STEPS:
         raise SecurityError(
             f"the template needs more than {MAX_RENDER_STEPS} steps (loop iterations, calls, range() items, repeated"
-            " items); use fewer or smaller loops and macros"
+            " items, built text); use fewer or smaller loops and macros"
         )
+
+
+def check_built_size(size: int, operation: str, unit: str = "characters") -> None:
+    """Raise SecurityError when `operation` would build a string or list longer than MAX_OUTPUT_CHARS."""
+    if size > MAX_OUTPUT_CHARS:
+        raise SecurityError(f"{operation} would create {size} {unit}, more than the maximum of {MAX_OUTPUT_CHARS}")
+
+
+def _built(result: Any, operation: str) -> Any:
+    """Check the size of what `operation` built, and count a hundredth of it against the render's budget.
+
+    The check before an operation predicts the plain-text size, and autoescaping can make the result
+    up to five times longer (`"` becomes `&#34;`), so the result is checked again here.
+    """
+    if isinstance(result, str | list | tuple):
+        check_built_size(len(result), operation, "characters" if isinstance(result, str) else "items")
+        _charge(len(result) // 100)
+    return result
 
 
 class MissingTokenError(UndefinedError):
@@ -157,10 +183,18 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
+class _ConcatAsCall(NodeTransformer):
+    """Turn each `a ~ b ~ c` into a call of `EmailSandbox.concat_operands`."""
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Call:  # noqa: N802 - the visitor's naming scheme
+        operands = [self.visit(operand) for operand in node.nodes]
+        return nodes.Call(nodes.EnvironmentAttribute("concat_operands"), operands, [], None, None, lineno=node.lineno)
+
+
 class EmailSandbox(ImmutableSandboxedEnvironment):
     """Immutable sandbox with limits on repetition and powers, which raises on any unsafe access."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         # Every loop's iterable goes through `counted`. The call names an attribute of the
@@ -169,6 +203,32 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
         for loop in template.find_all(nodes.For):
             loop.iter = nodes.Call(nodes.EnvironmentAttribute("counted"), [loop.iter], [], None, None, lineno=loop.lineno)
         return template
+
+    def _generate(self, source: nodes.Template, name: str | None, filename: str | None, defer_init: bool = False) -> str:
+        # Jinja compiles `~` to a plain join, and its optimizer joins constant operands at compile
+        # time, so no size check would run. A call is never folded, so every `~` is checked when it
+        # runs. The rewrite happens here, after `_parse`, because save-time validation reads `~`.
+        source = _ConcatAsCall().visit(source)
+        return super()._generate(source, name, filename, defer_init=defer_init)
+
+    @pass_eval_context
+    def concat_operands(self, eval_ctx: EvalContext, *operands: Any) -> str:
+        """Join the operands of one `a ~ b ~ c` as Jinja does, unless the result would be too long."""
+        # soft_str keeps Markup, so markup_join still escapes the other operands next to it.
+        pieces = [soft_str(operand) for operand in operands]
+        check_built_size(sum(len(piece) for piece in pieces), "'~'")
+        joined = markup_join(pieces) if eval_ctx.autoescape else str_join(pieces)
+        return _built(joined, "'~'")
+
+    def concat(self, chunks: Iterable[str]) -> str:
+        """Join the output of a macro, a call or filter block or a block `{% set %}`, unless it is too long.
+
+        Jinja's generated code joins every captured block with this method, so a macro that prints its
+        argument twice cannot double a string past the limit.
+        """
+        pieces = list(chunks)
+        check_built_size(sum(len(piece) for piece in pieces), "a macro or block")
+        return _built("".join(pieces), "a macro or block")
 
     def counted(self, iterable: Iterable[Any]) -> Iterator[Any]:
         """Yield the items of a loop, counting each one against the render's budget."""
@@ -196,6 +256,9 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
         raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__} value is not allowed")
 
     def call_binop(self, context: Context, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "+":
+            return _add(left, right)
+
         if operator_name == "%":
             if isinstance(left, str):
                 check_format_widths(left)
@@ -212,6 +275,13 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
                     raise SecurityError(f"repetition would create more than {MAX_OUTPUT_CHARS} items")
                 _charge(max(0, len(sequence) * count))
         return operator.mul(left, right)
+
+
+def _add(left: Any, right: Any) -> Any:
+    sequences = str | list | tuple
+    if isinstance(left, sequences) and isinstance(right, sequences):
+        check_built_size(len(left) + len(right), "'+'", "characters" if isinstance(left, str) else "items")
+    return _built(operator.add(left, right), "'+'")
 
 
 def check_format_widths(format_string: str) -> None:
@@ -255,6 +325,36 @@ def _format_checked(original: Callable[..., Any]) -> Callable[..., Any]:
     return update_wrapper(checked, original)
 
 
+def _replace_checked(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap the `replace` filter: reject a replacement that would build a string longer than MAX_OUTPUT_CHARS."""
+
+    @pass_eval_context
+    def checked(eval_ctx: EvalContext, value: Any, old: Any, new: Any, count: int | None = None) -> Any:
+        subject, old_text, new_text = str(value), str(old), str(new)
+        replaced = subject.count(old_text)
+        if count is not None and count >= 0:
+            replaced = min(replaced, count)
+        check_built_size(len(subject) + replaced * (len(new_text) - len(old_text)), "replace")
+        return _built(original(eval_ctx, value, old, new, count), "replace")
+
+    return update_wrapper(checked, original)
+
+
+def _join_checked(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap the `join` filter: reject a join that would build a string longer than MAX_OUTPUT_CHARS."""
+
+    @pass_eval_context
+    def checked(eval_ctx: EvalContext, value: Any, d: Any = "", attribute: str | int | None = None) -> Any:
+        if attribute is not None:
+            value = map(make_attrgetter(eval_ctx.environment, attribute), value)
+        items = list(value)
+        separators = len(str(d)) * max(len(items) - 1, 0)
+        check_built_size(separators + sum(len(str(item)) for item in items), "join")
+        return _built(original(eval_ctx, items, d), "join")
+
+    return update_wrapper(checked, original)
+
+
 def counted_range(*args: int) -> range:
     """Return the sandbox's capped range(), counting its items against the render's budget."""
     items = safe_range(*args)
@@ -273,6 +373,8 @@ def _make_environment(*, autoescape: bool) -> EmailSandbox:
     for name, width_argument in _WIDTH_FILTERS.items():
         environment.filters[name] = _width_checked(name, environment.filters[name], width_argument)
     environment.filters["format"] = _format_checked(environment.filters["format"])
+    environment.filters["replace"] = _replace_checked(environment.filters["replace"])
+    environment.filters["join"] = _join_checked(environment.filters["join"])
     environment.globals["range"] = counted_range
     return environment
 

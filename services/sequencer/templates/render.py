@@ -174,8 +174,10 @@ def _render(part: TemplatePart, source: str, context: dict[str, Any]) -> str:
 
 
 def _generate_within_limit(part: TemplatePart, source: str, context: dict[str, Any]) -> list[str]:
-    # NOTE: the budget counts loops, calls, range(), repetition and padded text, and widths are
-    # capped. Other filters' work is bounded by the size of their input, not counted.
+    # NOTE: the budget counts loops, calls, range(), repetition and padded or built text, and widths
+    # and the strings that `+`, `~`, replace, join, macros and blocks build are capped. `%`, the
+    # format filter and turning a list into text are not capped: `'%s%s' % (s, s)` doubles s, and
+    # `([s] * 1000)|string` builds 1000 copies of s before the output cap checks anything.
     chunks: list[str] = []
     size = 0
     with render_budget():
