@@ -208,6 +208,24 @@ def test_property_condition_operators() -> None:
         assert trigger.matches("x", values) is expected, condition
 
 
+@pytest.mark.timeout(60)
+def test_backtracking_pattern_stays_linear() -> None:
+    # On a backtracking engine this pattern and value take minutes; RE2 answers at once.
+    trigger = EventTrigger(type="event", event_type="x", conditions=[{"property": "url", "op": "matches", "value": "(a|aa)*$"}])
+
+    assert trigger.matches("x", {"url": "a" * 60 + "b"})
+
+
+def test_lookahead_pattern_rejected() -> None:
+    data = pricing_sequence()
+    data["trigger"]["conditions"] = [{"property": "url", "op": "matches", "value": "(?=pricing)"}]
+
+    errors = errors_of(data)
+
+    assert list(errors) == ["trigger.conditions[0].value"]
+    assert "RE2 syntax" in errors["trigger.conditions[0].value"]
+
+
 # --- navigation -------------------------------------------------------------------------------------
 
 

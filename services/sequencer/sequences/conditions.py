@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
+import functools
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Literal
 
+import re2  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.sequencer.sequences.errors import FieldErrors
@@ -115,15 +116,20 @@ class PropertyCondition(StrictModel):
         return _compare(self.op, actual, self.value)
 
 
-def _compile_pattern(pattern: str) -> re.Pattern[str]:
-    # NOTE: Python's re has no time limit, so the length cap is the only guard against a pathological
-    # pattern written by an API user.
+@functools.lru_cache(maxsize=256)
+def _compile_pattern(pattern: str) -> Any:
+    # RE2 runs in time linear in the value, where Python's backtracking re could take exponential
+    # time on a crafted contact field and stall the worker.
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise FieldErrors([(("value",), f"pattern is longer than {MAX_PATTERN_LENGTH} characters")])
+    options = re2.Options()
+    options.log_errors = False
     try:
-        return re.compile(pattern)
-    except re.error as error:
-        raise FieldErrors([(("value",), f"invalid regular expression: {error}")]) from error
+        return re2.compile(pattern, options)
+    except re2.error as error:
+        reason = error.args[0].decode("utf-8", "replace") if error.args and isinstance(error.args[0], bytes) else str(error)
+        message = f"invalid regular expression: {reason}; patterns use RE2 syntax, without lookaround or backreferences"
+        raise FieldErrors([(("value",), message)]) from error
 
 
 def _lookup(values: Mapping[str, Any], path: str) -> tuple[bool, Any]:
@@ -154,7 +160,7 @@ def _compare_text(op: str, actual: str, expected: str) -> bool:
         return actual.startswith(expected)
     if op == "ends_with":
         return actual.endswith(expected)
-    return re.search(expected, actual) is not None
+    return _compile_pattern(expected).search(actual) is not None
 
 
 def _compare_number(op: str, actual: Any, expected: float) -> bool:
