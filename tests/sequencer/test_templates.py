@@ -297,6 +297,10 @@ def doubled_25_times(step: str, start: str = "'x'") -> str:
     )
 
 
+# 900,000 characters in `s`, within the step budget.
+LONG_TEXT = "{% set s = ('x' * 1000)|replace('x', 'y' * 900) %}"
+
+
 # Each of these builds millions of characters or items within the step budget, without printing them.
 @pytest.mark.parametrize(
     ("html", "operation"),
@@ -309,6 +313,13 @@ def doubled_25_times(step: str, start: str = "'x'") -> str:
         ("{{ (('x' * 1000)|replace('x', 'y' * 10000))|length }}", "replace"),
         ("{{ (range(1000)|join('y' * 10000))|length }}", "join"),
         ("{{ ([{'n': 'y' * 10000}] * 200)|join(attribute='n')|length }}", "join"),
+        # One value printed by many fields, and lists turned into text.
+        (LONG_TEXT + "{{ ('%s%s' % (s, s))|length }}", "a format string"),
+        ("{% set s = 'y' * 1000 %}{{ (('%(a)s' * 30000) % {'a': s})|length }}", "a format string"),
+        (LONG_TEXT + "{{ ('%s%s'|format(s, s))|length }}", "a format string"),
+        (LONG_TEXT + "{{ ([s] * 1000)|string|length }}", "string"),
+        (LONG_TEXT + "{{ ([s] * 1000)|tojson|length }}", "tojson"),
+        (LONG_TEXT + "{{ ([s] * 1000)|pprint|length }}", "pprint"),
         # Jinja's optimizer would join these constant operands at compile time, before any check.
         ("{{ (" + " ~ ".join(["'y'|center(9999)"] * 101) + ")|length }}", "'~'"),
     ],
@@ -327,11 +338,12 @@ def test_strings_under_the_cap_still_build() -> None:
         "|{{ ('ab' + 'cd') ~ ([1] + [2])|length }}"
         "|{{ ('x' * 1000)|replace('x', 'y' * 900)|length }}"
         "|{{ range(100)|join('y' * 9000)|length }}"
+        "|{{ '%s-%d'|format('a', 3) }}|{{ '%(k)s' % {'k': 'c'} }}|{{ [1, 'd']|tojson }}|{{ [2]|string }}"
     )
 
     rendered = render(html)
 
-    assert "524288|abcd2|900000|891190" in rendered.html
+    assert "524288|abcd2|900000|891190|a-3|c|[1, \"d\"]|[2]" in rendered.html
 
 
 def test_concatenation_keeps_escaping() -> None:

@@ -246,9 +246,16 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
 
     def wrap_str_format(self, value: Any) -> Any:
         wrapped = super().wrap_str_format(value)
-        if wrapped is not None:
-            check_format_widths(value.__self__)
-        return wrapped
+        if wrapped is None:
+            return None
+        format_string = value.__self__
+        check_format_widths(format_string)
+
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            check_format_size(format_string, (*args, *kwargs.values()))
+            return wrapped(*args, **kwargs)
+
+        return checked
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         # The stock sandbox returns an undefined value that prints as "", which hides an injection
@@ -262,6 +269,7 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
         if operator_name == "%":
             if isinstance(left, str):
                 check_format_widths(left)
+                check_format_size(left, right)
             return operator.mod(left, right)
 
         if operator_name == "**":
@@ -298,6 +306,62 @@ def check_format_widths(format_string: str) -> None:
                 )
 
 
+def check_format_size(format_string: str, arguments: Any) -> None:
+    """Reject formatting whose result could be longer than MAX_OUTPUT_CHARS, before it is built.
+
+    Each field of the format string may print the longest argument, padded to its width, because a
+    mapping lets `'%(a)s' * 30000` print one value thirty thousand times.
+    """
+    if isinstance(arguments, Mapping):
+        values = list(arguments.values())
+    elif isinstance(arguments, tuple | list):
+        values = list(arguments)
+    else:
+        values = [arguments]
+    longest = max((text_size(value) for value in values), default=0)
+
+    fields = [match.group() for match in _PRINTF_SPEC.finditer(format_string)]
+    fields += re.findall(r"\{[^{}]*\}", format_string)
+    widths = sum(max((int(number) for number in _DIGITS.findall(field)), default=0) for field in fields)
+    check_built_size(len(format_string) + len(fields) * longest + widths, "a format string")
+
+
+def text_size(value: Any, limit: int = MAX_OUTPUT_CHARS) -> int:
+    """Return about how many characters `str(value)` has, stopping early once past `limit`.
+
+    Only strings and containers are measured, without building their text, because `str()` of a
+    list that repeats a long string would itself allocate what the caps are there to prevent.
+    """
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, Mapping):
+        items: Any = (part for pair in value.items() for part in pair)
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = iter(value)
+    else:
+        return len(str(value)) if isinstance(value, int | float | bool) or value is None else 0
+    total = 2
+    for item in items:
+        total += text_size(item, limit - total) + 4
+        if total > limit:
+            break
+    return total
+
+
+def _text_checked(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a filter that turns a value into text: reject a value whose text would pass MAX_OUTPUT_CHARS."""
+
+    # `tojson` takes the evaluation context first, so the value is the argument after it.
+    value_position = 1 if getattr(original, "jinja_pass_arg", None) is not None else 0
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > value_position:
+            check_built_size(text_size(args[value_position]), name)
+        return original(*args, **kwargs)
+
+    return update_wrapper(checked, original)
+
+
 def _width_checked(name: str, original: Callable[..., Any], width_argument: str) -> Callable[..., Any]:
     """Wrap a filter that pads or wraps text: reject a width above MAX_FORMAT_WIDTH before it runs, and
     count a hundredth of the text it builds against the render's budget.
@@ -320,6 +384,7 @@ def _format_checked(original: Callable[..., Any]) -> Callable[..., Any]:
     def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(value, str):
             check_format_widths(value)
+            check_format_size(value, kwargs or args)
         return original(value, *args, **kwargs)
 
     return update_wrapper(checked, original)
@@ -375,6 +440,8 @@ def _make_environment(*, autoescape: bool) -> EmailSandbox:
     environment.filters["format"] = _format_checked(environment.filters["format"])
     environment.filters["replace"] = _replace_checked(environment.filters["replace"])
     environment.filters["join"] = _join_checked(environment.filters["join"])
+    for name in ("string", "tojson", "pprint"):
+        environment.filters[name] = _text_checked(name, environment.filters[name])
     environment.globals["range"] = counted_range
     return environment
 

@@ -175,9 +175,9 @@ def _render(part: TemplatePart, source: str, context: dict[str, Any]) -> str:
 
 def _generate_within_limit(part: TemplatePart, source: str, context: dict[str, Any]) -> list[str]:
     # NOTE: the budget counts loops, calls, range(), repetition and padded or built text, and widths
-    # and the strings that `+`, `~`, replace, join, macros and blocks build are capped. `%`, the
-    # format filter and turning a list into text are not capped: `'%s%s' % (s, s)` doubles s, and
-    # `([s] * 1000)|string` builds 1000 copies of s before the output cap checks anything.
+    # and the strings that `+`, `~`, `%`, replace, join, format, string, tojson, pprint, macros and
+    # blocks build are capped. Not capped yet: `sum(start=[])`, which can double a list, and
+    # `indent` over text of many lines, which pads each line.
     chunks: list[str] = []
     size = 0
     with render_budget():
