@@ -46,6 +46,7 @@ from services.sequencer.enrolments.runner import (
     record_outcome,
     record_rejection,
     record_temporary_failure,
+    record_unconfirmed,
     release_claim,
     releasing,
     track,
@@ -700,6 +701,11 @@ async def _write_outcomes(runtime: Runtime, items: list[tuple[Delivery, SendResu
                 publish_email_event(runtime, session, message, "email_sent", now)
                 accepted.append((run, enrolment, definition, fact))
                 answers.append("sent")
+            elif result.outcome.kind is SmtpOutcomeKind.UNCONFIRMED:
+                # Rare, so its step run is closed alone, with its own outcome, and not with the accepted ones.
+                answers.append(
+                    await record_unconfirmed(runtime, session, run, enrolment, definition, fact, message, result.reply, now)
+                )
             elif result.outcome.kind is SmtpOutcomeKind.PERMANENT:
                 answers.append(await record_rejection(runtime, session, run, enrolment, message, result.reply, now))
             else:

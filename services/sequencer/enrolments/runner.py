@@ -9,6 +9,8 @@ workers or after a crash, never sends it twice:
 2. Hand-over: after the content went out, just before the final dot of DATA, record
    `awaiting_reply`. Commit. From here on the server may hold the message.
 3. Outcome: record `sent`, `retrying` or `failed_*`, finish the step run and schedule the next step.
+   A final dot that got no reply (timeout, dropped connection) is taken as sent and never retried,
+   because the server may hold the message.
 
 A second run that finds the message `sending` or `awaiting_reply` leaves it alone while the worker
 that claimed it is alive (its heartbeat is fresh). If that worker died, a `sending` message is sent
@@ -578,11 +580,10 @@ async def _resume(
         return "in_flight"
 
     if message.state == "awaiting_reply":
-        log.warning("message.outcome_unknown", message_id=message.message_id, claimed_by=message.claimed_by)
-        message.last_error = "the sending worker died while handing the message over; the server may hold the message"
-        await _accepted(runtime, session, run, enrolment, definition, fact, message, now, outcome="sent_unconfirmed")
+        reason = "the sending worker died while handing the message over"
+        outcome = await record_unconfirmed(runtime, session, run, enrolment, definition, fact, message, reason, now)
         await session.commit()
-        return "sent_unconfirmed"
+        return outcome
 
     if message.state == "retrying":
         blocked = blocking_consent(fact, step.email.topic if step.email else None)
@@ -737,6 +738,8 @@ async def _write_outcome(runtime: Runtime, delivery: Delivery, result: SendResul
 
         if result.outcome.kind is SmtpOutcomeKind.ACCEPTED:
             outcome = await _accepted(runtime, session, run, enrolment, definition, fact, message, now, outcome="sent")
+        elif result.outcome.kind is SmtpOutcomeKind.UNCONFIRMED:
+            outcome = await record_unconfirmed(runtime, session, run, enrolment, definition, fact, message, result.reply, now)
         elif result.outcome.kind is SmtpOutcomeKind.PERMANENT:
             outcome = await record_rejection(runtime, session, run, enrolment, message, result.reply, now)
         else:
@@ -766,6 +769,34 @@ async def _accepted(
     publish_email_event(runtime, session, message, "email_sent", now)
     await _complete_step(session, run, enrolment, definition, fact, outcome, now)
     return outcome
+
+
+async def record_unconfirmed(
+    runtime: Runtime,
+    session: AsyncSession,
+    run: StepRun,
+    enrolment: Enrolment,
+    definition: SequenceDefinition,
+    fact: ContactFact | None,
+    message: SentMessage,
+    reason: str,
+    now: datetime,
+) -> str:
+    """Record as sent a message that the server may hold without having replied, so it is never sent again.
+
+    A second copy would reach the recipient whenever the server kept the first. The step run ends
+    with the outcome `sent_unconfirmed`, the enrolment goes on, and `last_error` keeps `reason`.
+    """
+    log.warning(
+        "message.outcome_unknown",
+        message_id=message.message_id,
+        step_run_id=run.id,
+        enrolment_id=enrolment.id,
+        claimed_by=message.claimed_by,
+        reason=reason[:200],
+    )
+    message.last_error = f"{reason}; the server may hold the message"[:500]
+    return await _accepted(runtime, session, run, enrolment, definition, fact, message, now, outcome="sent_unconfirmed")
 
 
 async def record_rejection(

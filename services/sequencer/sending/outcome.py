@@ -3,7 +3,8 @@
 The enhanced status code (RFC 3463, e.g. `5.1.1`) decides when present, because its class is more
 specific than the basic reply code, and providers sometimes pair a 4xx reply with a 5.x.x status.
 Without it, the first digit of the reply code decides (RFC 5321: 2 accepted, 4 transient, 5 permanent).
-A reply that never came (connection refused, timeout) is transient.
+A reply that never came (connection refused, timeout) is transient. The SMTP client reports a final
+dot of DATA that got no reply as `unconfirmed` instead, because the server may hold that message.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class SmtpOutcomeKind(StrEnum):
     ACCEPTED = "accepted"
     TRANSIENT = "transient"
     PERMANENT = "permanent"
+    # The final dot went out but no reply came (timeout, dropped connection). The server may hold the
+    # message, so it counts as sent and is never sent again.
+    UNCONFIRMED = "unconfirmed"
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ def parse_smtp_reply(reply: str) -> tuple[int, str | None]:
 
 def classify_smtp_reply(code: int | None, enhanced_status: str | None = None) -> SmtpOutcome:
     """Classify a reply code (None when no reply came) and an optional enhanced status.
+
+    It never returns `UNCONFIRMED`, which `SmtpPool.send` sets itself when the final dot got no reply.
 
     Raises:
         ValueError: `code` is not a reply code (200-599), or `enhanced_status` is not `class.subject.detail`.

@@ -38,7 +38,7 @@ class SendResult:
 
     `outcome` is None when the caller's `before_final_dot` declined, so the server never took the
     message. `handed_over` is true once the final dot was written, after which the server may hold
-    the message even when no reply came.
+    the message even when no reply came. Such a send without a reply has the outcome `UNCONFIRMED`.
     """
 
     outcome: SmtpOutcome | None
@@ -154,7 +154,11 @@ class SmtpPool:
             if reused and not progress.data_started:
                 log.info("smtp.reconnect", error=repr(error))
                 return None
-            return SendResult(classify_smtp_reply(None), repr(error)[:300], progress.handed_over)
+            if progress.handed_over:
+                # Only the wait for the reply to the final dot fails after the hand-over, and the
+                # server may have taken the message before its reply was lost or late.
+                return SendResult(SmtpOutcome(SmtpOutcomeKind.UNCONFIRMED, None, None), str(error)[:300], True)
+            return SendResult(classify_smtp_reply(None), repr(error)[:300], False)
 
         self.transactions += 1
         self._idle.append(smtp)
