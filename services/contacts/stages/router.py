@@ -14,8 +14,8 @@ from services.contacts.stages.definitions import StageDefinition, StageDefinitio
 from services.contacts.stages.machine import MAX_ACTOR_LENGTH, MAX_REASON_LENGTH, parse_stage
 from services.contacts.stages.models import StageChange
 from services.contacts.stages.service import change_stage, current_definitions, revise_stage, stage_history
-from services.kit.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
-from services.kit.problems import Conflict, invalid
+from services.kit.pagination import CursorQuery, LimitQuery, Page, decode_int_cursor, encode_cursor
+from services.kit.problems import Conflict
 
 router = APIRouter(tags=["stages"])
 
@@ -88,7 +88,7 @@ async def get_stage_history(
 ) -> Page[StageChangeOut]:
     """List every stage the contact has been in, oldest first, with from, to, at, reason and actor."""
     await get_contact(session, contact_id)
-    after_id = _entry_id(decode_cursor(cursor, arity=1)[0]) if cursor else None
+    after_id = decode_int_cursor(cursor) if cursor else None
     entries = await stage_history(session, contact_id, limit=limit, after_id=after_id)
     next_cursor = encode_cursor(entries[-1].id) if len(entries) == limit else None
     return Page[StageChangeOut](items=[_out(entry) for entry in entries], next_cursor=next_cursor)
@@ -104,9 +104,3 @@ def _out(entry: StageChange) -> StageChangeOut:
         reason=entry.reason,
         actor=entry.actor,
     )
-
-
-def _entry_id(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise invalid("cursor", "malformed cursor; pass the next_cursor of the previous page")

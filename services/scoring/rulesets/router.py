@@ -8,7 +8,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit.app import get_session
-from services.kit.pagination import CursorQuery, LimitQuery, decode_cursor, encode_cursor
+from services.kit.pagination import CursorQuery, LimitQuery, decode_cursor, decode_int_cursor, encode_cursor
 from services.kit.problems import Conflict, invalid
 from services.scoring.analysis.calibration import calibrate_model
 from services.scoring.analysis.simulate import simulate
@@ -152,7 +152,4 @@ def _version_out(version: RuleSetVersion, model: ScoreModel) -> VersionOut:
 def _int_cursor(cursor: str | None) -> int | None:
     if not cursor:
         return None
-    value = decode_cursor(cursor, arity=1)[0]
-    if not isinstance(value, int):
-        raise invalid("cursor", "malformed cursor; pass the next_cursor of the previous page")
-    return value
+    return decode_int_cursor(cursor)
