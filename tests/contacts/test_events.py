@@ -134,6 +134,132 @@ async def test_batch_answers_each_event(contacts_app: Apps) -> None:
     assert items[4]["error"]["status"] == 404
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"type": "email_bounced", "properties": {"bounce_class": "hard"}}, id="type"),
+        pytest.param({"email": "other"}, id="email"),
+        pytest.param({"type": "email_bounced", "email": "other", "properties": {"bounce_class": "hard"}}, id="type-and-email"),
+    ],
+)
+async def test_batch_reused_id_is_409(contacts_app: Apps, change: dict[str, object]) -> None:
+    app, client = contacts_app
+    event_id = f"dupb-{uuid.uuid4().hex}"
+    first = {"id": event_id, "email": unique_email("first"), "type": "page_view"}
+    reused = {**first, **change}
+    other_email = unique_email("second")
+    if reused["email"] == "other":
+        reused["email"] = other_email
+
+    response = await client.post("/events/batch", json={"events": [first, reused]})
+
+    items = response.json()["items"]
+    assert response.status_code == 202
+    assert [item["status"] for item in items] == ["stored", "rejected"]
+    assert items[1]["error"]["status"] == 409
+    assert [error["field"] for error in items[1]["error"]["errors"]] == ["id"]
+    assert len(await published(app, topics.EVENT_RECORDED, event__id=event_id)) == 1
+    listed = await client.get("/contacts", params={"email": other_email})
+    assert listed.json()["items"] == []
+
+
+async def test_batch_exact_repeat_is_duplicate(contacts_app: Apps) -> None:
+    app, client = contacts_app
+    contact = await create_contact(client)
+    by_id, by_email = f"rep-{uuid.uuid4().hex}", f"rep-{uuid.uuid4().hex}"
+    events = [
+        {"id": by_id, "contact_id": contact["id"], "type": "page_view"},
+        {"id": by_id, "contact_id": contact["id"], "type": "page_view", "properties": {"retry": True}},
+        {"id": by_id, "email": contact["email"].upper(), "type": "page_view"},
+        {"id": by_email, "email": unique_email("new"), "type": "form_submitted"},
+    ]
+    events.append({**events[3], "email": f" {events[3]['email']} "})
+
+    items = (await client.post("/events/batch", json={"events": events})).json()["items"]
+
+    assert [item["status"] for item in items] == ["stored", "duplicate", "duplicate", "stored", "duplicate"]
+    assert [item["contact_id"] for item in items[:3]] == [contact["id"]] * 3
+    assert items[4]["contact_id"] == items[3]["contact_id"]
+    assert len(await published(app, topics.EVENT_RECORDED, event__id=by_id)) == 1
+    assert len(await published(app, topics.EVENT_RECORDED, event__id=by_email)) == 1
+
+
+async def test_batch_repeat_of_rejected_event(contacts_app: Apps) -> None:
+    _, client = contacts_app
+    event_id = f"rep-{uuid.uuid4().hex}"
+    missing = {"id": event_id, "contact_id": uuid.uuid4().hex, "type": "page_view"}
+    events = [missing, {**missing}, {**missing, "type": "form_submitted"}]
+
+    items = (await client.post("/events/batch", json={"events": events})).json()["items"]
+
+    assert [item["status"] for item in items] == ["rejected", "rejected", "rejected"]
+    assert [item["error"]["status"] for item in items] == [404, 404, 409]
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00", "1969-12-31T23:59:59Z", "1970-01-01T00:30:00+01:00"],
+)
+async def test_event_before_1970_is_422(contacts_app: Apps, occurred_at: str) -> None:
+    _, client = contacts_app
+    event = {"email": unique_email(), "type": "page_view", "occurred_at": occurred_at}
+
+    single = await client.post("/events", json=event)
+    batch = await client.post("/events/batch", json={"events": [event]})
+
+    assert single.status_code == 422, single.text
+    assert [error["field"] for error in single.json()["errors"]] == ["occurred_at"]
+    [item] = batch.json()["items"]
+    assert item["status"] == "rejected"
+    assert [error["field"] for error in item["error"]["errors"]] == ["occurred_at"]
+
+
+async def test_event_at_1970_is_stored(contacts_app: Apps) -> None:
+    _, client = contacts_app
+
+    response = await client.post("/events", json={"email": unique_email(), "type": "page_view", "occurred_at": "1970-01-01T00:00:00Z"})
+
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "stored"
+
+
+def _nested(depth: int) -> dict[str, object]:
+    """Return properties whose objects and arrays are nested `depth` levels deep."""
+    value: object = 1
+    for level in range(depth - 1):
+        value = {"a": value} if level % 2 else [value]
+    return {"a": value}
+
+
+@pytest.mark.parametrize("depth", [33, 300, 900])
+async def test_deeply_nested_properties_are_422(contacts_app: Apps, depth: int) -> None:
+    _, client = contacts_app
+    # Written by hand, because Python's JSON encoder stops at its recursion limit near 1,000 levels.
+    properties = '{"a":' * depth + "1" + "}" * depth
+    event = f'{{"email": "{unique_email()}", "type": "page_view", "properties": {properties}}}'
+    headers = {"content-type": "application/json"}
+
+    single = await client.post("/events", content=event, headers=headers)
+    batch = await client.post("/events/batch", content=f'{{"events": [{event}]}}', headers=headers)
+
+    assert single.status_code == 422, single.text
+    assert [error["field"] for error in single.json()["errors"]] == ["properties"]
+    [item] = batch.json()["items"]
+    assert item["status"] == "rejected"
+    assert [error["field"] for error in item["error"]["errors"]] == ["properties"]
+
+
+async def test_properties_32_levels_deep_are_stored(contacts_app: Apps) -> None:
+    _, client = contacts_app
+    properties = _nested(32)
+
+    response = await client.post("/events", json={"email": unique_email(), "type": "page_view", "properties": properties})
+
+    assert response.status_code == 202, response.text
+    timeline = (await client.get(f"/contacts/{response.json()['contact_id']}/timeline")).json()
+    assert timeline["items"][0]["properties"] == properties
+
+
 async def test_batch_creates_one_contact_per_address(contacts_app: Apps) -> None:
     _, client = contacts_app
     email = unique_email("batch")

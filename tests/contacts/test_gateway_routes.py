@@ -161,6 +161,41 @@ async def test_batch_through_gateway(public: tuple[FastAPI, FastAPI, httpx.Async
     assert [item["status"] for item in response.json()["items"]] == ["stored", "rejected"]
 
 
+async def test_bad_events_through_gateway_are_422(public: tuple[FastAPI, FastAPI, httpx.AsyncClient]) -> None:
+    _, gateway, client = public
+    client.headers.update(await _key(gateway, "events:write"))
+    # Within the gateway's own limit of 64 levels for a whole body, but beyond the 32 of properties.
+    properties: dict[str, object] = {}
+    for _ in range(40):
+        properties = {"a": properties}
+    year_one = {"email": f"y{uuid.uuid4().hex[:8]}@example.com", "type": "page_view", "occurred_at": "0001-01-01T00:00:00+01:00"}
+
+    deep = await client.post("/v1/events", json={"email": f"d{uuid.uuid4().hex[:8]}@example.com", "type": "page_view", "properties": properties})
+    early = await client.post("/v1/events", json=year_one)
+
+    assert deep.status_code == 422, deep.text
+    assert [error["field"] for error in deep.json()["errors"]] == ["properties"]
+    assert early.status_code == 422, early.text
+    assert [error["field"] for error in early.json()["errors"]] == ["occurred_at"]
+
+
+async def test_batch_reused_id_through_gateway(public: tuple[FastAPI, FastAPI, httpx.AsyncClient]) -> None:
+    _, gateway, client = public
+    client.headers.update(await _key(gateway, "events:write"))
+    event_id = f"dupb-{uuid.uuid4().hex}"
+    events = [
+        {"id": event_id, "email": f"b1{uuid.uuid4().hex[:8]}@example.com", "type": "page_view"},
+        {"id": event_id, "email": f"b2{uuid.uuid4().hex[:8]}@example.com", "type": "email_bounced", "properties": {"bounce_class": "hard"}},
+    ]
+
+    response = await client.post("/v1/events/batch", json={"events": events})
+
+    items = response.json()["items"]
+    assert response.status_code == 202
+    assert [item["status"] for item in items] == ["stored", "rejected"]
+    assert [error["field"] for error in items[1]["error"]["errors"]] == ["id"]
+
+
 async def _upload(client: httpx.AsyncClient, content: bytes, mapping: dict[str, str], **form: str) -> httpx.Response:
     files = {"file": ("people.csv", content, "text/csv")}
     return await client.post("/v1/imports", files=files, data={"mapping": json.dumps(mapping), **form})

@@ -120,6 +120,11 @@ async def test_list_parameters_never_widen_the_list(contacts_app: Apps, name: st
         [20240101, "x"],
         ["2024-01-01T00:00:00+00:00", {"id": "x' OR '1'='1"}],
         [None, None],
+        ["2024-01-01T00:00:00", "x"],
+        ["0001-01-01T00:00:00+01:00", "x"],
+        ["9999-12-31T23:59:59-01:00", "x"],
+        ["2024-01-01T00:00:00Z", "a\u0000b"],
+        ["2024-01-01T00:00:00Z", "\ud800"],
     ],
 )
 @pytest.mark.parametrize("path", ["/contacts", "/contacts/{id}/timeline"])
@@ -131,6 +136,31 @@ async def test_forged_cursor_is_422_naming_cursor(contacts_app: Apps, values: li
 
     assert response.status_code == 422, response.text
     assert [error["field"] for error in response.json()["errors"]] == ["cursor"]
+
+
+@pytest.mark.parametrize("values", [[2**31], [2**40], [2**63], [-(2**31) - 1], [True], [1.5], ["1"]])
+async def test_forged_stage_history_cursor_is_422(contacts_app: Apps, values: list[Any]) -> None:
+    _, client = contacts_app
+    contact = await create_contact(client)
+
+    response = await client.get(f"/contacts/{contact['id']}/stage-history", params={"cursor": _cursor(*values)})
+
+    assert response.status_code == 422, response.text
+    assert [error["field"] for error in response.json()["errors"]] == ["cursor"]
+
+
+@pytest.mark.parametrize("values", [["a\u0000b"], ["\ud800"]])
+async def test_unbindable_segment_cursor_is_422(contacts_app: Apps, values: list[Any]) -> None:
+    _, client = contacts_app
+    segment = await client.post("/segments", json={"name": "cursor", "filter": {"field": "stage", "op": "eq", "value": "lead"}})
+    assert segment.status_code == 201, segment.text
+
+    listed = await client.get("/segments", params={"cursor": _cursor(*values)})
+    members = await client.get(f"/segments/{segment.json()['id']}/contacts", params={"cursor": _cursor(*values)})
+
+    for response in (listed, members):
+        assert response.status_code == 422, response.text
+        assert [error["field"] for error in response.json()["errors"]] == ["cursor"]
 
 
 async def test_contacts_table_intact_after_hostile_requests(contacts_app: Apps) -> None:
@@ -150,6 +180,8 @@ async def test_contacts_table_intact_after_hostile_requests(contacts_app: Apps) 
         ({"limit": "0"}, "limit"),
         ({"limit": "many"}, "limit"),
         ({"updated_since": "yesterday"}, "updated_since"),
+        ({"updated_since": "0001-01-01T00:00:00+01:00"}, "updated_since"),
+        ({"updated_since": "9999-12-31T23:00:00-05:00"}, "updated_since"),
         ({"segment_id": "no-such-segment"}, "segment_id"),
     ],
 )
@@ -160,3 +192,33 @@ async def test_bad_query_parameter_is_named_as_sent(contacts_app: Apps, params: 
 
     assert response.status_code == 422, response.text
     assert [error["field"] for error in response.json()["errors"]] == [field]
+
+
+@pytest.mark.parametrize("report", ["funnel", "stage-times", "nurture-impact"])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"since": "0001-01-01T00:00:00+01:00"}, "since"),
+        ({"until": "0001-01-01T00:00:00+01:00"}, "until"),
+        ({"since": "9999-12-31T23:00:00-05:00"}, "since"),
+    ],
+)
+async def test_report_window_out_of_range_is_422(contacts_app: Apps, report: str, params: dict[str, str], field: str) -> None:
+    _, client = contacts_app
+
+    response = await client.get(f"/reports/{report}", params=params)
+
+    assert response.status_code == 422, response.text
+    assert [error["field"] for error in response.json()["errors"]] == [field]
+
+
+async def test_year_one_in_utc_is_a_valid_bound(contacts_app: Apps) -> None:
+    _, client = contacts_app
+    contact = await create_contact(client)
+
+    listed = await client.get("/contacts", params={"updated_since": "0001-01-01T00:00:00Z", "email": contact["email"]})
+    report = await client.get("/reports/funnel", params={"since": "0001-01-01T00:00:00Z"})
+
+    assert listed.status_code == 200, listed.text
+    assert [item["id"] for item in listed.json()["items"]] == [contact["id"]]
+    assert report.status_code == 200, report.text

@@ -14,6 +14,7 @@ from services.contacts.segments import (
     dump_filter,
     parse_filter,
 )
+from services.contacts.segments.validation import load_filter
 
 ATTRIBUTES = {
     "industry": AttributeDefinition(name="industry", type="enum", label="Industry", allowed_values=("SaaS", "Retail")),
@@ -276,6 +277,12 @@ class TestValueErrors:
             ({"field": "company.size", "op": "between", "value": [200, 10]}, "filter.value", "above the high end"),
             ({"field": "stage", "op": "between", "value": ["sql", "lead"]}, "filter.value", "above the high end"),
             ({"field": "company.size", "op": "between", "value": [1, "x"]}, "filter.value[1]", "expected a number"),
+            ({"field": "attributes.employees", "op": "gt", "value": 10**29}, "filter.value", "at most 1e+15"),
+            ({"field": "company.size", "op": "lt", "value": -1e16}, "filter.value", "at most 1e+15"),
+            ({"field": "company.size", "op": "in", "value": [1, 10**20]}, "filter.value[1]", "at most 1e+15"),
+            ({"field": "attributes.x", "op": "eq", "value": 10**20}, "filter.field", "no attribute named 'x'"),
+            ({"field": "created_at", "op": "gt", "value": "0001-01-01T00:00:00+01:00"}, "filter.value", "years 1 to 9999"),
+            ({"field": "updated_at", "op": "lt", "value": "9999-12-31T23:00:00-05:00"}, "filter.value", "years 1 to 9999"),
         ],
     )
     def test_value_problem_at_path(self, condition: dict[str, Any], path: str, fragment: str) -> None:
@@ -291,6 +298,8 @@ class TestValueErrors:
             ({"property": "url", "op": "contains", "value": 5}, "filter.where[0].value", "non-empty string"),
             ({"property": "url", "op": "eq", "value": {"a": 1}}, "filter.where[0].value", "a string, a number or true/false"),
             ({"property": "url path", "op": "eq", "value": "/"}, "filter.where[0].property", "property path"),
+            ({"property": "amount", "op": "gt", "value": 10**29}, "filter.where[0].value", "at most 1e+15"),
+            ({"property": "amount", "op": "eq", "value": 10**20}, "filter.where[0].value", "at most 1e+15"),
         ],
     )
     def test_property_problem_at_path(self, where: dict[str, Any], path: str, fragment: str) -> None:
@@ -298,6 +307,27 @@ class TestValueErrors:
 
         assert list(issues) == [path]
         assert fragment in issues[path]
+
+    def test_number_at_cap_accepted(self) -> None:
+        node = parse_filter({"field": "company.size", "op": "between", "value": [-(10**15), 1e15]})
+
+        assert isinstance(node, AttributeCondition)
+
+    def test_range_start_out_of_range(self) -> None:
+        window = {"start": "0001-01-01T00:00:00+01:00", "end": "2024-01-01T00:00:00Z"}
+
+        issues = issues_of({"event": "page_view", "between": window})
+
+        assert list(issues) == ["filter.between.start"]
+        assert "years 1 to 9999" in issues["filter.between.start"]
+
+    def test_stored_filter_loads_without_value_checks(self) -> None:
+        stored = {"field": "company.size", "op": "lt", "value": 10**16}
+
+        node = load_filter(stored)
+
+        assert isinstance(node, AttributeCondition)
+        assert node.value == 10**16
 
     def test_attribute_value_shape_checked_without_definitions(self) -> None:
         with pytest.raises(FilterValidationError) as caught:

@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 
 from services.contacts.db import ProcessedEvent
+from services.contacts.segments.models import Segment
 from services.contacts.segments.tasks import recheck_segment_windows
 from services.contacts.worker import worker_settings
 from services.kit import clock
@@ -158,6 +159,11 @@ CASES: list[tuple[str, dict[str, Any], set[str]]] = [
     ("not", {"not": {"field": "stage", "op": "in", "value": ["sql", "disqualified"]}}, {"ann", "bob", "eve"}),
     ("any", {"any": [{"field": "attributes.trial", "op": "eq", "value": True}, {"event": "form_submitted"}]}, {"ann", "eve"}),
     ("created_at", {"field": "created_at", "op": "gte", "value": "2000-01-01T00:00:00Z"}, {"ann", "bob", "cid", "dee", "eve"}),
+    ("created_at from year 1", {"field": "created_at", "op": "gte", "value": "0001-01-01T00:00:00Z"}, {"ann", "bob", "cid", "dee", "eve"}),
+    ("fixed window from year 1", {"event": "form_submitted", "between": {"start": "0001-01-01T00:00:00Z", "end": "2024-04-01T00:00:00Z"}}, {"eve"}),
+    ("company size beyond int32", {"field": "company.size", "op": "lt", "value": 2**40}, {"ann", "dee"}),
+    ("company size in with a fraction", {"field": "company.size", "op": "in", "value": [50.0, 7.5]}, {"ann"}),
+    ("number at the cap", {"field": "attributes.seats", "op": "lt", "value": 10**15}, {"ann", "bob"}),
 ]
 
 
@@ -183,6 +189,51 @@ async def test_filter_on_undefined_attribute_is_422(contacts_app: Apps) -> None:
 
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "filter.field"
+
+
+@pytest.mark.parametrize(
+    ("condition", "path"),
+    [
+        ({"field": "company.size", "op": "gt", "value": 10**29}, "filter.value"),
+        ({"field": "attributes.seats", "op": "gt", "value": 10**29}, "filter.value"),
+        ({"field": "score.default", "op": "lte", "value": -1e16}, "filter.value"),
+        ({"field": "company.size", "op": "in", "value": [1, 10**20]}, "filter.value[1]"),
+        ({"field": "company.size", "op": "between", "value": [0, 1e300]}, "filter.value[1]"),
+        ({"event": "page_view", "where": [{"property": "n", "op": "gt", "value": 10**29}]}, "filter.where[0].value"),
+        ({"event": "page_view", "where": [{"property": "n", "op": "eq", "value": 10**20}]}, "filter.where[0].value"),
+        ({"field": "created_at", "op": "gt", "value": "0001-01-01T00:00:00+01:00"}, "filter.value"),
+        ({"field": "updated_at", "op": "lt", "value": "9999-12-31T23:00:00-05:00"}, "filter.value"),
+        ({"field": "created_at", "op": "between", "value": ["0001-01-01T00:00:00+01:00", "2020-01-01T00:00:00Z"]}, "filter.value[0]"),
+        ({"event": "page_view", "between": {"start": "0001-01-01T00:00:00+01:00", "end": "2020-01-01T00:00:00Z"}}, "filter.between.start"),
+    ],
+)
+async def test_out_of_range_filter_value_is_422(contacts_app: Apps, condition: dict[str, Any], path: str) -> None:
+    _, client = contacts_app
+    await _define(client, "seats", "number")
+
+    response = await client.post("/segments", json={"name": "bad", "filter": condition})
+
+    assert response.status_code == 422, response.text
+    assert [error["field"] for error in response.json()["errors"]] == [path]
+
+
+async def test_segment_saved_before_number_cap_evaluates(contacts_app: Apps) -> None:
+    app, client = contacts_app
+    scope = Scope(client)
+    created = await client.post("/segments", json={"name": "big", "filter": scope.filter({"field": "company.size", "op": "lt", "value": 100})})
+    assert created.status_code == 201, created.text
+    segment_id = created.json()["id"]
+    # A filter stored before numbers were capped at 1e15.
+    async with app.state.db.session() as session:
+        segment = await session.get(Segment, segment_id)
+        assert segment is not None
+        segment.filter = scope.filter({"field": "company.size", "op": "lt", "value": 10**16})
+        segment.updated_at = clock.now()
+        await session.commit()
+
+    await scope.contact("ann", company={"domain": f"{scope.tag.lower()}.test", "size": 10})
+
+    assert await scope.members_of(segment_id) == {"ann"}
 
 
 async def test_membership_follows_contact_changes(contacts_app: Apps) -> None:

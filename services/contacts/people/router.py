@@ -11,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.contacts.attributes.service import load_definitions
 from services.contacts.changes import ContactChanges
 from services.contacts.deps import OutboxDep, Session, SettingsDep
+from services.contacts.instants import utc_range_problem
 from services.contacts.people.email import normalise_email
 from services.contacts.people.models import Contact
 from services.contacts.people.schemas import ContactIn, ContactOut, ContactPatch, ContactUpsert
@@ -103,6 +104,9 @@ async def list_contacts(
     if updated_since is not None:
         if updated_since.tzinfo is None:
             raise invalid("updated_since", "needs a UTC offset, e.g. 2024-05-01T10:00:00Z")
+        problem = utc_range_problem(updated_since)
+        if problem is not None:
+            raise invalid("updated_since", problem)
         query = query.where(Contact.updated_at >= updated_since)
     if cursor:
         after, contact_id = decode_time_cursor(cursor)

@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from services.contacts.deps import Session
+from services.contacts.instants import utc_range_problem
 from services.contacts.reports.figures import rate, reached_by_stage
 from services.contacts.reports.queries import Window, funnel_counts, nurture_counts, stage_durations
 from services.contacts.reports.schemas import (
@@ -28,10 +29,15 @@ def report_window(
     since: Annotated[datetime | None, Query(description="ISO 8601 instant with a UTC offset")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601 instant with a UTC offset")] = None,
 ) -> Window:
-    """Read the report window, rejecting instants without an offset and empty windows."""
+    """Read the report window, rejecting instants without an offset or a UTC form, and empty windows."""
     for field, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            continue
+        if value.tzinfo is None:
             raise invalid(field, f"{value.isoformat()} has no UTC offset; add one, such as 2025-01-31T00:00:00Z")
+        problem = utc_range_problem(value)
+        if problem is not None:
+            raise invalid(field, problem)
     if since is not None and until is not None and since >= until:
         raise invalid("until", f"until ({until.isoformat()}) must be later than since ({since.isoformat()})")
     return Window(since=since, until=until)

@@ -26,6 +26,7 @@ from services.contacts.segments.validation import (
     FilterValidationError,
     check_filter,
     dump_filter,
+    load_filter,
     parse_filter,
 )
 from services.contacts.segments.windows import FilterDependencies, TimeWindow, filter_dependencies, time_windows
@@ -53,6 +54,7 @@ __all__ = [
     "children",
     "dump_filter",
     "filter_dependencies",
+    "load_filter",
     "parse_filter",
     "resolve_field",
     "time_windows",

@@ -285,4 +285,11 @@ def _bind_value(kind: str, value: Any) -> Any:
         if isinstance(value, list):
             return [dt.datetime.fromisoformat(item) for item in value]
         return dt.datetime.fromisoformat(value)
+    if kind == _NUMBER:
+        # SQLAlchemy binds an int with the type of the column it is compared with, and company.size
+        # is an INTEGER column, which asyncpg cannot bind above 2**31 - 1. Filter values are at most
+        # 1e15 in magnitude, so every integer among them is exact as a float.
+        if isinstance(value, list):
+            return [float(item) for item in value]
+        return float(value)
     return value

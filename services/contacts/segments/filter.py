@@ -66,6 +66,7 @@ Validation errors carry a path from the root, such as `filter.all[1].within_days
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self, TypeAlias
 
@@ -77,8 +78,11 @@ from pydantic import (
     Field,
     StringConstraints,
     Tag,
+    field_validator,
     model_validator,
 )
+
+from services.contacts.instants import utc_range_problem
 
 MAX_CHILDREN = 100
 MAX_WHERE = 20
@@ -142,6 +146,15 @@ class TimeRange(BaseModel):
 
     start: AwareDatetime
     end: AwareDatetime
+
+    @field_validator("start", "end")
+    @classmethod
+    def _check_range(cls, value: datetime) -> datetime:
+        problem = utc_range_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+
+        return value
 
     @model_validator(mode="after")
     def _check_order(self) -> Self:

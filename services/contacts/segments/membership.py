@@ -23,7 +23,7 @@ from services.contacts.changes import CREATED, ContactChanges
 from services.contacts.segments.compiler import CONTACT, FilterCompiler, member_query
 from services.contacts.segments.filter import FilterNode
 from services.contacts.segments.models import Segment, SegmentMembership
-from services.contacts.segments.validation import parse_filter
+from services.contacts.segments.validation import load_filter
 from services.contacts.settings import ContactsSettings
 from services.contacts.timeline.models import TimelineEvent
 from services.kit import clock
@@ -55,7 +55,7 @@ def parsed_filter(segment: Segment) -> FilterNode:
     if node is None:
         if len(_PARSED) >= _PARSED_MAX:
             _PARSED.clear()
-        node = _PARSED[key] = parse_filter(segment.filter)
+        node = _PARSED[key] = load_filter(segment.filter)
     return node
 
 

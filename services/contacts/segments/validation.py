@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from services.contacts.attributes.types import AttributeDefinition
+from services.contacts.instants import utc_range_problem
 from services.contacts.segments.fields import (
     OPERATORS_BY_KIND,
     FieldSpec,
@@ -34,6 +35,9 @@ MAX_DEPTH = 10
 MAX_CONDITIONS = 200
 MAX_IN_VALUES = 500
 MAX_TEXT_VALUE_LENGTH = 1000
+# The cap of the scoring rule sets. Up to it every integer is exact as the float that the compiler
+# binds, and SQLite could not bind an integer above 64 bits at all.
+MAX_ABS_NUMBER = 1e15
 # JSON nesting is checked before pydantic validates the data, so a hostile filter cannot exhaust the stack.
 MAX_JSON_NESTING = 64
 
@@ -123,6 +127,15 @@ def _check_well_formed_parts(
     except ValidationError:
         return []
     return check_filter(condition, attributes=attributes, score_models=score_models, root=path)
+
+
+def load_filter(data: object) -> FilterNode:
+    """Return a stored filter as models, checking its shape but not its values.
+
+    The values were checked when the segment was saved, and a limit added since then must not stop
+    the evaluation of a segment saved before it.
+    """
+    return _ADAPTER.validate_python(data)
 
 
 def dump_filter(node: FilterNode) -> dict[str, Any]:
@@ -318,6 +331,9 @@ def _number_problem(value: object) -> str | None:
     if isinstance(value, float) and not math.isfinite(value):
         return "expected a finite number"
 
+    if abs(value) > MAX_ABS_NUMBER:
+        return f"{value!r} is out of range; use a number of at most {MAX_ABS_NUMBER:.0e} in magnitude"
+
     return None
 
 
@@ -349,15 +365,18 @@ def _datetime_problem(value: object) -> str | None:
     if parsed.tzinfo is None:
         return f"{value!r} has no UTC offset; add Z or +hh:mm"
 
-    return None
+    return utc_range_problem(parsed)
 
 
 def _scalar_of_any_kind(value: object) -> str | None:
     if isinstance(value, str):
         return _text_problem(value)
 
-    if isinstance(value, bool) or _number_problem(value) is None:
+    if isinstance(value, bool):
         return None
+
+    if isinstance(value, int | float):
+        return _number_problem(value)
 
     return "expected a string, a number or true/false"
 

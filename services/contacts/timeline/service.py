@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -44,6 +44,13 @@ from services.kit.problems import Conflict, NotFound, Problem, field_error, inva
 log = get_logger(__name__)
 
 MAX_MESSAGE_ID_LENGTH = 200
+# Segment filters read property paths of at most 5 levels and scoring rules at most 8. pydantic-core
+# 2.50 raises on serialising a value nested about 255 levels deep, so deeper properties fail later.
+MAX_PROPERTY_DEPTH = 32
+# The earliest occurred_at accepted, the Unix epoch. An earlier date is most likely a zero or
+# default value, and consumers compute with it: scoring subtracts its time windows from it, which
+# overflows Python's datetime near year 1.
+MIN_OCCURRED_AT = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class EventIn(BaseModel):
@@ -63,11 +70,35 @@ class EventIn(BaseModel):
             raise ValueError("needs a UTC offset, e.g. 2024-05-01T10:00:00Z")
         return value
 
+    @field_validator("properties")
+    @classmethod
+    def _check_depth(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Checked here rather than in check_properties, because the gateway serialises the model
+        # before it forwards it, and that fails on deep nesting.
+        if _nesting_depth(value) > MAX_PROPERTY_DEPTH:
+            raise ValueError(f"properties are nested more than {MAX_PROPERTY_DEPTH} levels deep; flatten them")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> EventIn:
         if not self.contact_id and not self.email:
             raise ValueError("either contact_id or email is required")
         return self
+
+
+def _nesting_depth(value: object) -> int:
+    """Return how deep objects and arrays nest in `value`, counting one level past MAX_PROPERTY_DEPTH at most."""
+    deepest = 0
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if deepest > MAX_PROPERTY_DEPTH:
+                break
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 @dataclass
@@ -98,6 +129,8 @@ class _Pending:
     email_key: str | None = None
     email: str | None = None
     result: EventResult | None = None
+    # The earlier item of the same list with this event id, when there is one.
+    first: _Pending | None = None
 
 
 def check_properties(incoming: EventIn) -> None:
@@ -139,10 +172,12 @@ async def record_events(
 
     await _mark_duplicates(session, live)
     live = [item for item in live if item.result is None]
-    contacts = await _resolve_contacts(session, live, changes, create_contacts)
+    firsts = [item for item in live if item.first is None]
+    contacts = await _resolve_contacts(session, firsts, changes, create_contacts)
+    _mark_repeats([item for item in live if item.first is not None], contacts)
 
     stored: list[RecordedEvent] = []
-    for item in live:
+    for item in firsts:
         if item.result is not None:
             continue
         contact = contacts[item.index]
@@ -183,6 +218,8 @@ def _prepare(index: int, incoming: EventIn, now: datetime, settings: ContactsSet
     try:
         if occurred_at > now + timedelta(seconds=settings.max_event_future_s):
             raise invalid("occurred_at", f"{occurred_at.isoformat()} is in the future; send when the event happened")
+        if occurred_at < MIN_OCCURRED_AT:
+            raise invalid("occurred_at", f"{occurred_at.isoformat()} is before {MIN_OCCURRED_AT.isoformat()}; send when the event happened")
         check_properties(incoming)
         if not incoming.contact_id:
             address = normalise_email(incoming.email)
@@ -199,7 +236,7 @@ def rejected(index: int, problem: Problem) -> EventResult:
 
 
 async def _mark_duplicates(session: AsyncSession, items: list[_Pending]) -> None:
-    """Mark as `duplicate` the ids stored before or repeated earlier in the same list.
+    """Mark as `duplicate` the ids stored before, and link each id repeated in the list to its first item.
 
     An id stored before with another type or for another contact is a client's mistake rather than a
     retry, so that item is rejected with a 409 instead of being reported as a duplicate.
@@ -214,23 +251,61 @@ async def _mark_duplicates(session: AsyncSession, items: list[_Pending]) -> None
         )
         known = {event_id: (contact_id, kind, email_key) for event_id, contact_id, kind, email_key in (await session.exec(query)).all()}
 
-    seen: set[str] = set()
+    firsts: dict[str, _Pending] = {}
     for item in items:
         if item.event_id in known:
             contact_id, kind, email_key = known[item.event_id]
             if _differs(item, contact_id, kind, email_key):
                 log.warning("event.id_reused", event_id=item.event_id, contact_id=contact_id)
-                message = f"event {item.event_id} exists with another type or contact; give this event a new id"
-                item.result = rejected(item.index, Conflict(message, errors=[field_error("id", message, "conflict")]))
+                item.result = _id_conflict(item, f"event {item.event_id} exists with another type or contact; give this event a new id")
             else:
                 item.result = EventResult(item.index, "duplicate", item.event_id, contact_id)
-        elif item.event_id in seen:
-            item.result = EventResult(item.index, "duplicate", item.event_id)
-        seen.add(item.event_id)
+        elif item.event_id in firsts:
+            item.first = firsts[item.event_id]
+        else:
+            firsts[item.event_id] = item
+
+
+def _mark_repeats(items: list[_Pending], contacts: dict[int, Contact]) -> None:
+    """Settle each item that repeats the id of an earlier item, once the earlier item's contact is known.
+
+    A repeat with the same type and contact is a `duplicate` of the earlier item. One with another
+    type or contact is a new event under a reused id, so it is rejected with a 409, as it is when
+    the earlier event was stored by another request.
+    """
+    for item in items:
+        first = item.first
+        assert first is not None
+        contact = contacts.get(first.index)
+        if contact is not None:
+            same = not _differs(item, contact.id, first.incoming.type, contact.email_key)
+        else:
+            # The earlier item was rejected before its contact was found, so only the references
+            # that the two items sent can be compared.
+            same = _reference(item) == _reference(first)
+
+        if not same:
+            log.warning("event.id_reused_in_list", event_id=item.event_id, index=item.index, first_index=first.index)
+            message = f"event {item.event_id} is already used by an earlier event of this batch with another type or contact; give this event a new id"
+            item.result = _id_conflict(item, message)
+        elif contact is not None:
+            item.result = EventResult(item.index, "duplicate", item.event_id, contact.id)
+        else:
+            error = first.result.error if first.result is not None else None
+            item.result = EventResult(item.index, "rejected", error=error)
+
+
+def _reference(item: _Pending) -> tuple[str, str | None, str | None]:
+    """Return the type of an item and the contact id or email match key it names."""
+    return item.incoming.type, item.incoming.contact_id or None, item.email_key
+
+
+def _id_conflict(item: _Pending, message: str) -> EventResult:
+    return rejected(item.index, Conflict(message, errors=[field_error("id", message, "conflict")]))
 
 
 def _differs(item: _Pending, contact_id: str, kind: str, email_key: str | None) -> bool:
-    """Return whether an item names another type or contact than the stored event of its id."""
+    """Return whether an item names another type or contact than the earlier event of its id."""
     if item.incoming.type != kind:
         return True
     if item.incoming.contact_id:
