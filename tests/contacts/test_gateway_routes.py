@@ -89,8 +89,8 @@ async def test_encoded_slash_stays_in_its_segment(public: tuple[FastAPI, FastAPI
     writer, reader = await _key(gateway, "contacts:write"), await _key(gateway, "contacts:read")
     created = await client.post("/v1/contacts", json={"email": f"seg{uuid.uuid4().hex[:8]}@example.com"}, headers=writer)
 
-    # The server decodes `%252F` to `%2F`; passed on as is, the service would decode it again into
-    # the export route, which needs scopes this key lacks.
+    # The server decodes `%252F` to `%2F`. Passed on as is, the service would decode it again into
+    # the export route, which needs scopes that this key lacks.
     export = await client.get(f"/v1/contacts/{created.json()['id']}%252Fexport", headers=reader)
 
     assert export.status_code == 404

@@ -185,6 +185,13 @@ async def test_relay_batches_events_per_consumer_in_order(own: Environment) -> N
     await redis.aclose()
 
 
+async def _sequencer_row_retired(own: Environment, db: Database, redis: ArqRedis, outbox: Outbox, event_id: str) -> bool:
+    """Run the sequencer's queued jobs and a sweep, and return whether the event's sequencer row is gone."""
+    await drain_queue("sequencer", SequencerSettings(database_url=own.database_urls["sequencer"], NURTURE_NAMESPACE=own.namespace))  # type: ignore[call-arg]
+    await outbox.sweep_enqueued(db, redis)
+    return "sequencer" not in [row.consumer for row in await _rows(db, event_id)]
+
+
 async def test_sweep_requeues_job_lost_from_redis(own: Environment) -> None:
     settings, db, redis, outbox = await _setup(own)
     event_id = uuid.uuid4().hex
@@ -234,12 +241,7 @@ async def test_sweep_deletes_rows_whose_job_finished(own: Environment) -> None:
     await _publish(db, outbox, event_id)
     await outbox.relay_pending(db, redis)
 
-    async def sequencer_row_retired() -> bool:
-        await drain_queue("sequencer", SequencerSettings(database_url=own.database_urls["sequencer"], NURTURE_NAMESPACE=own.namespace))  # type: ignore[call-arg]
-        await outbox.sweep_enqueued(db, redis)
-        return "sequencer" not in [row.consumer for row in await _rows(db, event_id)]
-
-    assert await eventually(sequencer_row_retired, timeout_s=30)
+    assert await eventually(lambda: _sequencer_row_retired(own, db, redis, outbox, event_id), timeout_s=30)
     await db.dispose()
     await redis.aclose()
 
@@ -267,12 +269,7 @@ async def test_failed_job_is_retried_after_cool_down(own: Environment) -> None:
     assert {row.state for row in rows.values()} == {"enqueued"}
     assert rows["sequencer"].job_id is not None and rows["sequencer"].job_id.endswith(":retry1")
 
-    async def sequencer_row_retired() -> bool:
-        await drain_queue("sequencer", SequencerSettings(database_url=own.database_urls["sequencer"], NURTURE_NAMESPACE=own.namespace))  # type: ignore[call-arg]
-        await outbox.sweep_enqueued(db, redis)
-        return "sequencer" not in [row.consumer for row in await _rows(db, event_id)]
-
-    assert await eventually(sequencer_row_retired, timeout_s=30)
+    assert await eventually(lambda: _sequencer_row_retired(own, db, redis, outbox, event_id), timeout_s=30)
     await db.dispose()
     await redis.aclose()
 
