@@ -487,6 +487,26 @@ def test_rewrite_keeps_other_markup_byte_for_byte() -> None:
     assert rewritten == "<p class='a'>\n  <a href=\"X\" class=\"btn\">1</a>\n</p>\n<area shape=rect href=\"X\">"
 
 
+def test_crlf_message_tracked_and_derived() -> None:
+    # One pass finds the links and derives the text, so with CRLF line ends and a self-closing tag
+    # between the links, each rewrite must still land on its tag and the text keep the real URLs.
+    html = (
+        "<html>\r\n<body>\r\n<p>Story <a href='https://example.com/1'>one</a><br/>\r\n"
+        "<a href=\"https://example.com/2\">two</a></p>\r\n</body>\r\n</html>"
+    )
+
+    rendered = render(html)
+
+    assert links_in(rendered.html).hrefs == [
+        "https://go.example.com/t/c/https~example.com/1",
+        "https://go.example.com/t/c/https~example.com/2",
+        UNSUBSCRIBE,
+    ]
+    assert rendered.html.index(UNSUBSCRIBE) < rendered.html.index("</body>")
+    assert "one (https://example.com/1)\ntwo (https://example.com/2)" in rendered.text
+    assert f"Unsubscribe: {UNSUBSCRIBE}" in rendered.text
+
+
 def test_preview_without_click_or_open_tracking() -> None:
     links = TrackingLinks(unsubscribe_url=lambda: UNSUBSCRIBE)
 

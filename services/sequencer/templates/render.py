@@ -27,13 +27,16 @@ from services.sequencer.templates.environment import (
     TokenGroup,
     render_budget,
 )
-from services.sequencer.templates.text import html_to_text
+from services.sequencer.templates.html_pass import read_html
+from services.sequencer.templates.text import TextBuilder
 from services.sequencer.templates.tracking import (
+    LinkTag,
+    LinkTags,
     TrackingLinks,
-    has_link_to,
     insert_before_body_end,
+    links_to,
     open_pixel,
-    rewrite_links,
+    rewrite_found_links,
     unsubscribe_footer,
 )
 from services.sequencer.templates.validation import TemplatePart, check_part, TemplateValidationError
@@ -105,9 +108,19 @@ def render_email(template: EmailTemplate, recipient: Recipient, links: TrackingL
 
     subject = _normalise_subject(_render("subject", template.subject, context))
     html = _render("html", template.html, context)
-    text = _render("text", template.text, context) if template.text is not None else html_to_text(html)
 
-    return RenderedEmail(subject, _track_html(html, links, unsubscribe_url), _ensure_text_unsubscribe(text, unsubscribe_url))
+    # One pass over the HTML finds its links and, when the template has no text part, derives the text.
+    found = LinkTags()
+    if template.text is None:
+        builder = TextBuilder()
+        read_html(html, found, builder)
+        text = builder.result()
+    else:
+        read_html(html, found)
+        text = _render("text", template.text, context)
+
+    tracked = _track_html(html, found.tags(html), links, unsubscribe_url)
+    return RenderedEmail(subject, tracked, _ensure_text_unsubscribe(text, unsubscribe_url))
 
 
 def template_context(recipient: Recipient, unsubscribe_url: str) -> dict[str, Any]:
@@ -200,14 +213,15 @@ def _normalise_subject(subject: str) -> str:
     return subject
 
 
-def _track_html(html: str, links: TrackingLinks, unsubscribe_url: str) -> str:
-    if not has_link_to(html, unsubscribe_url):
-        html = insert_before_body_end(html, unsubscribe_footer(unsubscribe_url))
+def _track_html(html: str, tags: list[LinkTag], links: TrackingLinks, unsubscribe_url: str) -> str:
     if links.click_url is not None:
         try:
-            html = rewrite_links(html, links.click_url, keep=frozenset({unsubscribe_url}))
+            html = rewrite_found_links(html, tags, links.click_url, keep=frozenset({unsubscribe_url}))
         except ValueError as error:
             raise TemplateRenderError("html", f"a link cannot be tracked: {error}") from None
+    # The footer goes in after the rewrite, which would keep its one link, the unsubscribe URL, as it is.
+    if not links_to(tags, unsubscribe_url):
+        html = insert_before_body_end(html, unsubscribe_footer(unsubscribe_url))
     if links.open_url is not None:
         html = insert_before_body_end(html, open_pixel(links.open_url()))
     return html

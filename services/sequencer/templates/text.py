@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
+
+from services.sequencer.templates.html_pass import Attributes, Position, read_html
 
 _BLOCK_TAGS = frozenset(
     {"p", "div", "section", "article", "header", "footer", "table", "tr", "ul", "ol", "blockquote", "pre",
@@ -12,14 +13,15 @@ _BLOCK_TAGS = frozenset(
 _SKIPPED_TAGS = frozenset({"head", "style", "script", "title", "template", "noscript"})
 
 
-class _TextBuilder(HTMLParser):
+class TextBuilder:
+    """A listener to a pass over the HTML that builds its readable plain text."""
+
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
         self.chunks: list[str] = []
         self._skip_depth = 0
         self._links: list[tuple[str | None, int]] = []
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    def start_tag(self, tag: str, attrs: Attributes, position: Position) -> None:
         if tag in _SKIPPED_TAGS:
             self._skip_depth += 1
         elif tag in _BLOCK_TAGS:
@@ -35,7 +37,7 @@ class _TextBuilder(HTMLParser):
         elif tag == "a":
             self._links.append((dict(attrs).get("href"), len(self.chunks)))
 
-    def handle_endtag(self, tag: str) -> None:
+    def end_tag(self, tag: str) -> None:
         if tag in _SKIPPED_TAGS:
             self._skip_depth = max(0, self._skip_depth - 1)
         elif tag in _BLOCK_TAGS:
@@ -43,7 +45,7 @@ class _TextBuilder(HTMLParser):
         elif tag == "a" and self._links:
             self._close_link()
 
-    def handle_data(self, data: str) -> None:
+    def text(self, data: str) -> None:
         if self._skip_depth == 0:
             self.chunks.append(re.sub(r"\s+", " ", data))
 
@@ -56,15 +58,17 @@ class _TextBuilder(HTMLParser):
         if label != href:
             self.chunks.append(f" ({href})" if label else href)
 
+    def result(self) -> str:
+        """Return the text of the pass: block elements become paragraphs, links show their URL."""
+        text = "".join(self.chunks)
+        lines = [line.strip() for line in text.split("\n")]
+        text = "\n".join(lines)
+        text = re.sub(r"\n{3,}", "\n\n", text)
+        return text.strip() + "\n"
+
 
 def html_to_text(html: str) -> str:
     """Return readable plain text for `html`: block elements become paragraphs, links show their URL."""
-    builder = _TextBuilder()
-    builder.feed(html)
-    builder.close()
-
-    text = "".join(builder.chunks)
-    lines = [line.strip() for line in text.split("\n")]
-    text = "\n".join(lines)
-    text = re.sub(r"\n{3,}", "\n\n", text)
-    return text.strip() + "\n"
+    builder = TextBuilder()
+    read_html(html, builder)
+    return builder.result()

@@ -10,13 +10,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
-from html.parser import HTMLParser
+
+from services.sequencer.templates.html_pass import Attributes, Position, read_html
 
 _TRACKED_TAGS = frozenset({"a", "area"})
 # One attribute of a start tag: leading space, name, and optional value in any of the three quotings.
 _ATTRIBUTE = re.compile(r"""(\s+)([^\s"'>/=]+)(?:(\s*=\s*)("[^"]*"|'[^']*'|[^\s"'=<>`]+))?""")
 _HTTP = re.compile(r"(?i)^https?://")
 _BODY_END = re.compile(r"(?i)</body\s*>")
+_NEWLINE = re.compile("\n")
 # Marks a link the author wants left as it is (e.g. "view in browser"); removed from the output.
 NO_TRACK_ATTRIBUTE = "data-no-track"
 
@@ -36,39 +38,44 @@ class TrackingLinks:
 
 
 @dataclass(frozen=True)
-class _LinkTag:
+class LinkTag:
     start: int
     raw: str
     href: str | None
     no_track: bool
 
 
-class _LinkFinder(HTMLParser):
+class LinkTags:
+    """A listener to a pass over the HTML that keeps its `<a>` and `<area>` tags with their `href`."""
+
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[int, int, str, dict[str, str | None]]] = []
+        self._found: list[tuple[int, int, str, dict[str, str | None]]] = []
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    def start_tag(self, tag: str, attrs: Attributes, position: Position) -> None:
         if tag in _TRACKED_TAGS:
-            line, column = self.getpos()
-            self.tags.append((line, column, self.get_starttag_text() or "", dict(attrs)))
+            line, column = position.getpos()
+            self._found.append((line, column, position.get_starttag_text() or "", dict(attrs)))
 
-    handle_startendtag = handle_starttag
+    def end_tag(self, tag: str) -> None:
+        pass
+
+    def text(self, data: str) -> None:
+        pass
+
+    def tags(self, html: str) -> list[LinkTag]:
+        """Return the tags found in `html`, the text of the pass, with their offsets into it."""
+        # html.parser counts lines by "\n" alone, as this does.
+        line_starts = [0, *(match.end() for match in _NEWLINE.finditer(html))]
+        return [
+            LinkTag(line_starts[line - 1] + column, raw, attrs.get("href"), NO_TRACK_ATTRIBUTE in attrs)
+            for line, column, raw, attrs in self._found
+        ]
 
 
-def _find_link_tags(html: str) -> list[_LinkTag]:
-    finder = _LinkFinder()
-    finder.feed(html)
-    finder.close()
-
-    line_starts = [0]
-    for index, character in enumerate(html):
-        if character == "\n":
-            line_starts.append(index + 1)
-    return [
-        _LinkTag(line_starts[line - 1] + column, raw, attrs.get("href"), NO_TRACK_ATTRIBUTE in attrs)
-        for line, column, raw, attrs in finder.tags
-    ]
+def _find_link_tags(html: str) -> list[LinkTag]:
+    found = LinkTags()
+    read_html(html, found)
+    return found.tags(html)
 
 
 def rewrite_links(html: str, click_url: Callable[[str], str], *, keep: frozenset[str] = frozenset()) -> str:
@@ -77,9 +84,16 @@ def rewrite_links(html: str, click_url: Callable[[str], str], *, keep: frozenset
     Links in `keep` (the unsubscribe URL) and links with `data-no-track` keep their URL; the marker
     attribute itself is removed. mailto:, tel: and fragment links are left alone.
     """
+    return rewrite_found_links(html, _find_link_tags(html), click_url, keep=keep)
+
+
+def rewrite_found_links(
+    html: str, tags: list[LinkTag], click_url: Callable[[str], str], *, keep: frozenset[str] = frozenset()
+) -> str:
+    """Rewrite links as `rewrite_links` does, with the tags that a pass over `html` already found."""
     pieces: list[str] = []
     position = 0
-    for tag in _find_link_tags(html):
+    for tag in tags:
         if html[tag.start : tag.start + len(tag.raw)] != tag.raw:
             raise AssertionError("link offsets from html.parser no longer match the source")
 
@@ -91,7 +105,7 @@ def rewrite_links(html: str, click_url: Callable[[str], str], *, keep: frozenset
     return "".join(pieces)
 
 
-def _rewrite_tag(tag: _LinkTag, click_url: Callable[[str], str], keep: frozenset[str]) -> str:
+def _rewrite_tag(tag: LinkTag, click_url: Callable[[str], str], keep: frozenset[str]) -> str:
     if tag.no_track:
         return _edit_attribute(tag.raw, NO_TRACK_ATTRIBUTE, None)
 
@@ -143,6 +157,6 @@ def unsubscribe_footer(url: str) -> str:
     )
 
 
-def has_link_to(html: str, url: str) -> bool:
-    """Return whether some `<a href>` in `html` points exactly at `url`."""
-    return any((tag.href or "").strip() == url for tag in _find_link_tags(html))
+def links_to(tags: list[LinkTag], url: str) -> bool:
+    """Return whether one of the tags a pass found points exactly at `url`."""
+    return any((tag.href or "").strip() == url for tag in tags)
