@@ -50,9 +50,9 @@ CONSUME_EVENTS_JOB = "consume_events"
 LOST_JOB_GRACE = timedelta(seconds=5)
 RELAY_BATCH_SIZE = 500
 # Events in one consumer job. A consumer applies one batch at a time, so a batch's events share its
-# statements and round trips: in the small ingest benchmark on PostgreSQL, 250 instead of 100 raised
-# throughput from about 940 to 1,160 events a second (500 gained 3% more, within the noise). A larger
-# batch holds its contacts' locks longer, and a batch that fails is applied again event by event.
+# statements and round trips. In the small ingest benchmark on PostgreSQL, 250 instead of 100 raised
+# throughput from about 940 to 1,160 events a second, and 500 gained 3% more, within the noise. A
+# larger batch holds its contacts' locks longer, and a batch that fails is applied again event by event.
 JOB_BATCH_SIZE = 250
 # Enqueued rows the sweep looks at in one pass.
 SWEEP_BATCH_SIZE = RELAY_BATCH_SIZE * 8
