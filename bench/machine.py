@@ -40,7 +40,9 @@ async def _postgres_version(url: str) -> str:
         database=server.database or "postgres",
     )
     try:
-        return f"PostgreSQL {await connection.fetchval('SHOW server_version')}"
+        version = await connection.fetchval("SHOW server_version")
+        autovacuum = await connection.fetchval("SHOW autovacuum")
+        return f"PostgreSQL {version}, autovacuum {autovacuum}"
     finally:
         await connection.close()
 

@@ -84,12 +84,16 @@ async def _scenarios(stack: Stack, options: RunOptions, report: Report, console:
     scoring = Database(stack.database_urls["scoring"], pool_size=2)
     sequencer = Database(stack.database_urls["sequencer"], pool_size=2)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    stop_vacuum = asyncio.Event()
+    vacuum = asyncio.create_task(stack.vacuum_while_running(stop_vacuum))
     try:
         async with DemoClient(stack.gateway_url, stack.api_key) as client:
             with Progress(*columns, console=console) as progress:
                 ctx = RunContext(options.scale, stack, client, scoring, sequencer, report, progress)
                 await _in_order(ctx, options)
     finally:
+        stop_vacuum.set()
+        await vacuum
         await scoring.dispose()
         await sequencer.dispose()
 
