@@ -39,8 +39,8 @@ BatchHook = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
 Prefetch = Callable[[AsyncSession, list[EventEnvelope], dict[str, Any]], Awaitable[None]]
 
 MAX_TRIES = 12
-# A batch took about a second in the benchmark, but a job's time also counts its wait for the batches before it
-# in this process.
+# A batch takes seconds, not minutes, but a job's time also counts its wait for the batches before it in
+# this process.
 BATCH_TIMEOUT_S = 300
 # Key set in a session's info while it applies a batch, so that handlers skip work meant for one event alone.
 IN_BATCH = "consumer.in_batch"

@@ -507,6 +507,28 @@ def test_crlf_message_tracked_and_derived() -> None:
     assert f"Unsubscribe: {UNSUBSCRIBE}" in rendered.text
 
 
+@pytest.mark.parametrize(
+    "trailer",
+    ["<!-- old </body> -->", "<script>var end = '</body>';</script>", '<p title="</body>">x</p>'],
+)
+def test_footer_skips_body_end_in_text(trailer: str) -> None:
+    # A "</body>" that the parser reads as text must not receive the footer and pixel, where a
+    # recipient would see no unsubscribe link.
+    rendered = render(f"<html><body><p>Hi</p></body>{trailer}</html>")
+
+    found = links_in(rendered.html)
+    assert found.hrefs == [UNSUBSCRIBE]
+    assert found.images == ["https://go.example.com/t/o/OPEN"]
+    assert rendered.html.index(UNSUBSCRIBE) < rendered.html.index("</body>")
+
+
+def test_footer_appended_without_body() -> None:
+    rendered = render("<p>Hi</p>")
+
+    assert rendered.html.startswith("<p>Hi</p>")
+    assert links_in(rendered.html).hrefs == [UNSUBSCRIBE]
+
+
 def test_preview_without_click_or_open_tracking() -> None:
     links = TrackingLinks(unsubscribe_url=lambda: UNSUBSCRIBE)
 

@@ -15,7 +15,7 @@ Attributes = list[tuple[str, str | None]]
 
 
 class Position(Protocol):
-    """The parser's place in the HTML, which a listener may read while it handles a start tag."""
+    """The parser's place in the HTML, which a listener may read while it handles a tag."""
 
     def getpos(self) -> tuple[int, int]: ...
 
@@ -27,7 +27,7 @@ class HtmlListener(Protocol):
 
     def start_tag(self, tag: str, attrs: Attributes, position: Position) -> None: ...
 
-    def end_tag(self, tag: str) -> None: ...
+    def end_tag(self, tag: str, position: Position) -> None: ...
 
     def text(self, data: str) -> None: ...
 
@@ -43,7 +43,7 @@ class _Pass(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         for listener in self.listeners:
-            listener.end_tag(tag)
+            listener.end_tag(tag, self)
 
     def handle_data(self, data: str) -> None:
         for listener in self.listeners:

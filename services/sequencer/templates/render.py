@@ -30,13 +30,11 @@ from services.sequencer.templates.environment import (
 from services.sequencer.templates.html_pass import read_html
 from services.sequencer.templates.text import TextBuilder
 from services.sequencer.templates.tracking import (
-    LinkTag,
     LinkTags,
     TrackingLinks,
-    insert_before_body_end,
+    edit_html,
     links_to,
     open_pixel,
-    rewrite_found_links,
     unsubscribe_footer,
 )
 from services.sequencer.templates.validation import TemplatePart, check_part, TemplateValidationError
@@ -119,7 +117,7 @@ def render_email(template: EmailTemplate, recipient: Recipient, links: TrackingL
         read_html(html, found)
         text = _render("text", template.text, context)
 
-    tracked = _track_html(html, found.tags(html), links, unsubscribe_url)
+    tracked = _track_html(html, found, links, unsubscribe_url)
     return RenderedEmail(subject, tracked, _ensure_text_unsubscribe(text, unsubscribe_url))
 
 
@@ -213,18 +211,21 @@ def _normalise_subject(subject: str) -> str:
     return subject
 
 
-def _track_html(html: str, tags: list[LinkTag], links: TrackingLinks, unsubscribe_url: str) -> str:
-    if links.click_url is not None:
-        try:
-            html = rewrite_found_links(html, tags, links.click_url, keep=frozenset({unsubscribe_url}))
-        except ValueError as error:
-            raise TemplateRenderError("html", f"a link cannot be tracked: {error}") from None
-    # The footer goes in after the rewrite, which would keep its one link, the unsubscribe URL, as it is.
-    if not links_to(tags, unsubscribe_url):
-        html = insert_before_body_end(html, unsubscribe_footer(unsubscribe_url))
+def _track_html(html: str, found: LinkTags, links: TrackingLinks, unsubscribe_url: str) -> str:
+    """Rewrite the links for click tracking, and put the footer and the open pixel before `</body>`.
+
+    The footer's one link is the unsubscribe URL, which the rewrite would keep as it is.
+    """
+    tags = found.tags(html)
+    insert = "" if links_to(tags, unsubscribe_url) else unsubscribe_footer(unsubscribe_url)
     if links.open_url is not None:
-        html = insert_before_body_end(html, open_pixel(links.open_url()))
-    return html
+        insert += open_pixel(links.open_url())
+    try:
+        return edit_html(
+            html, tags, links.click_url, keep=frozenset({unsubscribe_url}), insert=insert, insert_at=found.body_end(html)
+        )
+    except ValueError as error:
+        raise TemplateRenderError("html", f"a link cannot be tracked: {error}") from None
 
 
 def _ensure_text_unsubscribe(text: str, unsubscribe_url: str) -> str:

@@ -37,7 +37,7 @@ class TextBuilder:
         elif tag == "a":
             self._links.append((dict(attrs).get("href"), len(self.chunks)))
 
-    def end_tag(self, tag: str) -> None:
+    def end_tag(self, tag: str, position: Position) -> None:
         if tag in _SKIPPED_TAGS:
             self._skip_depth = max(0, self._skip_depth - 1)
         elif tag in _BLOCK_TAGS:

@@ -17,7 +17,6 @@ _TRACKED_TAGS = frozenset({"a", "area"})
 # One attribute of a start tag: leading space, name, and optional value in any of the three quotings.
 _ATTRIBUTE = re.compile(r"""(\s+)([^\s"'>/=]+)(?:(\s*=\s*)("[^"]*"|'[^']*'|[^\s"'=<>`]+))?""")
 _HTTP = re.compile(r"(?i)^https?://")
-_BODY_END = re.compile(r"(?i)</body\s*>")
 _NEWLINE = re.compile("\n")
 # Marks a link the author wants left as it is (e.g. "view in browser"); removed from the output.
 NO_TRACK_ATTRIBUTE = "data-no-track"
@@ -46,30 +45,45 @@ class LinkTag:
 
 
 class LinkTags:
-    """A listener to a pass over the HTML that keeps its `<a>` and `<area>` tags with their `href`."""
+    """A listener to a pass over the HTML that keeps its `<a>` and `<area>` tags and its `</body>` tag."""
 
     def __init__(self) -> None:
         self._found: list[tuple[int, int, str, dict[str, str | None]]] = []
+        self._body_end: tuple[int, int] | None = None
 
     def start_tag(self, tag: str, attrs: Attributes, position: Position) -> None:
         if tag in _TRACKED_TAGS:
             line, column = position.getpos()
             self._found.append((line, column, position.get_starttag_text() or "", dict(attrs)))
 
-    def end_tag(self, tag: str) -> None:
-        pass
+    def end_tag(self, tag: str, position: Position) -> None:
+        # Only a `</body>` the parser reads as a tag counts: one inside a comment, a script or an
+        # attribute value is text, and a footer put before it would be hidden from the recipient.
+        if tag == "body":
+            self._body_end = position.getpos()
 
     def text(self, data: str) -> None:
         pass
 
     def tags(self, html: str) -> list[LinkTag]:
         """Return the tags found in `html`, the text of the pass, with their offsets into it."""
-        # html.parser counts lines by "\n" alone, as this does.
-        line_starts = [0, *(match.end() for match in _NEWLINE.finditer(html))]
+        line_starts = _line_starts(html)
         return [
             LinkTag(line_starts[line - 1] + column, raw, attrs.get("href"), NO_TRACK_ATTRIBUTE in attrs)
             for line, column, raw, attrs in self._found
         ]
+
+    def body_end(self, html: str) -> int | None:
+        """Return the offset in `html` of its last `</body>` tag, or None when it has none."""
+        if self._body_end is None:
+            return None
+        line, column = self._body_end
+        return _line_starts(html)[line - 1] + column
+
+
+def _line_starts(html: str) -> list[int]:
+    # html.parser counts lines by "\n" alone, as this does.
+    return [0, *(match.end() for match in _NEWLINE.finditer(html))]
 
 
 def _find_link_tags(html: str) -> list[LinkTag]:
@@ -84,23 +98,39 @@ def rewrite_links(html: str, click_url: Callable[[str], str], *, keep: frozenset
     Links in `keep` (the unsubscribe URL) and links with `data-no-track` keep their URL; the marker
     attribute itself is removed. mailto:, tel: and fragment links are left alone.
     """
-    return rewrite_found_links(html, _find_link_tags(html), click_url, keep=keep)
+    return edit_html(html, _find_link_tags(html), click_url, keep=keep)
 
 
-def rewrite_found_links(
-    html: str, tags: list[LinkTag], click_url: Callable[[str], str], *, keep: frozenset[str] = frozenset()
+def edit_html(
+    html: str,
+    tags: list[LinkTag],
+    click_url: Callable[[str], str] | None,
+    *,
+    keep: frozenset[str] = frozenset(),
+    insert: str = "",
+    insert_at: int | None = None,
 ) -> str:
-    """Rewrite links as `rewrite_links` does, with the tags that a pass over `html` already found."""
+    """Rewrite the links of `tags`, found by a pass over `html`, and insert `insert` at `insert_at`.
+
+    The links are rewritten as `rewrite_links` does, unless `click_url` is None. `insert` goes at
+    the end when `insert_at` is None.
+    """
+    edits: list[tuple[int, int, str]] = []
+    if click_url is not None:
+        for tag in tags:
+            if html[tag.start : tag.start + len(tag.raw)] != tag.raw:
+                raise AssertionError("link offsets from html.parser no longer match the source")
+            edits.append((tag.start, len(tag.raw), _rewrite_tag(tag, click_url, keep)))
+    if insert:
+        edits.append((len(html) if insert_at is None else insert_at, 0, insert))
+    edits.sort(key=lambda edit: edit[0])
+
     pieces: list[str] = []
     position = 0
-    for tag in tags:
-        if html[tag.start : tag.start + len(tag.raw)] != tag.raw:
-            raise AssertionError("link offsets from html.parser no longer match the source")
-
-        replacement = _rewrite_tag(tag, click_url, keep)
-        pieces.append(html[position : tag.start])
+    for start, length, replacement in edits:
+        pieces.append(html[position:start])
         pieces.append(replacement)
-        position = tag.start + len(tag.raw)
+        position = start + length
     pieces.append(html[position:])
     return "".join(pieces)
 
@@ -130,15 +160,6 @@ def _edit_attribute(raw_tag: str, name: str, value: str | None) -> str:
         replacement = f'{match.group(1)}{match.group(2)}="{escape(value, quote=True)}"'
         return raw_tag[: match.start()] + replacement + raw_tag[match.end() :]
     return raw_tag
-
-
-def insert_before_body_end(html: str, fragment: str) -> str:
-    """Insert `fragment` before the last `</body>`, or append it when there is none."""
-    matches = list(_BODY_END.finditer(html))
-    if not matches:
-        return html + fragment
-    cut = matches[-1].start()
-    return html[:cut] + fragment + html[cut:]
 
 
 def open_pixel(url: str) -> str:
