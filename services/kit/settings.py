@@ -63,8 +63,9 @@ class ServiceSettings(BaseSettings):
     sequencer_url: str = Field("http://127.0.0.1:8003", validation_alias=_shared("SEQUENCER_URL"))
     gateway_url: str = Field("http://127.0.0.1:8000", validation_alias=_shared("GATEWAY_URL"))
 
-    # How often the worker sweeps for unpublished outbox rows and due work whose job is missing.
-    sweep_interval_ms: int = Field(500, validation_alias=_shared("NURTURE_SWEEP_INTERVAL_MS"))
+    # How often the worker sweeps for unpublished outbox rows and due work whose job is missing. Zero
+    # would run the sweeps back to back, so 10 ms is the minimum.
+    sweep_interval_ms: int = Field(500, ge=10, le=60_000, validation_alias=_shared("NURTURE_SWEEP_INTERVAL_MS"))
     # The shortest time between two relay passes of a worker. A worker's commits come in streams (a
     # consumer's batches, a sequence's sends), and each pass sends one job per consumer.
     relay_linger_ms: int = Field(100, ge=0, le=5000, validation_alias=_shared("NURTURE_RELAY_LINGER_MS"))

@@ -28,6 +28,15 @@ def test_sqlite_default_under_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert ContactsSettings().database_url == f"sqlite+aiosqlite:///{tmp_path}/contacts.db"
 
 
+@pytest.mark.parametrize("value", ["0", "-5", "9"])
+def test_sweep_interval_too_short_rejected(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    # An interval of zero ran every periodic task of the worker back to back.
+    monkeypatch.setenv("NURTURE_SWEEP_INTERVAL_MS", value)
+
+    with pytest.raises(ValidationError, match="NURTURE_SWEEP_INTERVAL_MS"):
+        ContactsSettings()
+
+
 def test_production_rejects_placeholder_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NURTURE_ENVIRONMENT", "production")
     monkeypatch.delenv("NURTURE_INTERNAL_TOKEN", raising=False)
