@@ -8,9 +8,9 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 from redis.asyncio import Redis
-from sqlalchemy.engine import make_url
+
+from bench.stack import connect_server
 
 
 def _cpu_model() -> str:
@@ -34,11 +34,7 @@ def _memory_gb() -> str:
 
 
 async def _postgres_version(url: str) -> str:
-    server = make_url(url)
-    connection = await asyncpg.connect(
-        host=server.host, port=server.port or 5432, user=server.username, password=server.password,
-        database=server.database or "postgres",
-    )
+    connection = await connect_server(url)
     try:
         version = await connection.fetchval("SHOW server_version")
         autovacuum = await connection.fetchval("SHOW autovacuum")

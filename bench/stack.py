@@ -118,7 +118,7 @@ class Stack:
                 return
             for service, url in self.database_urls.items():
                 try:
-                    connection = await _connect(url)
+                    connection = await connect_server(url)
                     try:
                         await connection.execute("VACUUM (ANALYZE)")
                     finally:
@@ -201,7 +201,8 @@ class Stack:
         await delete_namespace(self.config.redis_url, self.config.namespace)
 
 
-async def _connect(url: str) -> asyncpg.Connection:
+async def connect_server(url: str) -> asyncpg.Connection:
+    """Open a plain asyncpg connection to the database that a SQLAlchemy URL names."""
     server = make_url(url)
     return await asyncpg.connect(
         host=server.host, port=server.port or 5432, user=server.username, password=server.password,
@@ -211,7 +212,7 @@ async def _connect(url: str) -> asyncpg.Connection:
 
 async def autovacuum_enabled(server_url: str) -> bool:
     """Return whether the PostgreSQL server runs autovacuum."""
-    connection = await _connect(server_url)
+    connection = await connect_server(server_url)
     try:
         return await connection.fetchval("SHOW autovacuum") == "on"
     finally:
@@ -220,7 +221,7 @@ async def autovacuum_enabled(server_url: str) -> bool:
 
 async def drop_databases(server_url: str, namespace: str, names: list[str]) -> None:
     """Drop the databases `<namespace>_<name>` on the server, closing their open connections first."""
-    connection = await _connect(server_url)
+    connection = await connect_server(server_url)
     try:
         for name in names:
             await connection.execute(f'DROP DATABASE IF EXISTS "{namespace}_{name}" WITH (FORCE)')
