@@ -19,20 +19,20 @@ from services.sequencer.enrolments.models import Enrolment, StepRun, WorkerHeart
 from services.sequencer.enrolments.runtime import Runtime, beat, build_runtime
 from services.sequencer.enrolments.wakeups import Wakeup, flush_enqueues, step_job_id
 from services.sequencer.facts.service import get_facts
-from services.sequencer.sending.models import SentMessage
 from services.sequencer.enrolments.dispatch import run_guarded
 from services.sequencer.enrolments.tasks import run_step_function
+from services.sequencer.sending.models import SentMessage
 from tests.sequencer.conftest import Isolated
 from tests.sequencer.support import Sink, add_contact, drive
-
-
-async def flush_closing_sessions() -> None:
-    """Wait for the sessions the hand-over closes in the background."""
-    while runner._closing:
-        await asyncio.gather(*list(runner._closing))
 from tests.sequencer.test_scheduling import enrol_now, start_sequence
 
 START = datetime(2024, 6, 4, 9, 0, tzinfo=UTC)
+
+
+async def flush_closing_connections() -> None:
+    """Wait for the connections that hand-overs return to the pool in the background."""
+    while runner._closing:
+        await asyncio.gather(*list(runner._closing))
 
 
 @pytest.fixture
@@ -141,9 +141,8 @@ async def test_claim_after_final_dot_not_resent(runtime: Runtime, second_runtime
     clock.freeze(START)
     sequence_id, step_run_id = await one_email_step(runtime, "handed-over@example.com")
     delivery = await claim_without_sending(runtime, step_run_id)
-    async with runtime.db.engine.connect() as connection:
-        assert await runner._hand_over(runtime, delivery, connection)
-        await flush_closing_sessions()
+    assert await runner._hand_over(runtime, delivery)
+    await flush_closing_connections()
     await kill(runtime)
 
     outcome = await runner.run_step(second_runtime, step_run_id)
@@ -308,6 +307,40 @@ async def test_stop_after_hand_over_finishes_send(
     with pytest.raises(asyncio.CancelledError):
         await step
     await asyncio.gather(*list(runner.releasing), return_exceptions=True)
-    await flush_closing_sessions()
+    await flush_closing_connections()
 
     assert len(sink.handler.to("stopped-mid-send@example.com")) == 1
+
+
+async def test_stop_during_hand_over_sends_once(
+    runtime: Runtime, second_runtime: Runtime, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop that lands while the hand-over is being written neither loses the email nor sends it twice.
+
+    The step's own connection closes as the step is cancelled, while the send that outlives the step
+    is still writing its hand-over. Whatever that write comes to, the email reaches the server once.
+    """
+    clock.freeze(START)
+    sequence_id, step_run_id = await one_email_step(runtime, "stopped-in-hand-over@example.com")
+    hand_over = runner._hand_over
+    step: asyncio.Task[str] | None = None
+
+    async def hand_over_while_stopping(*args: object) -> bool:
+        assert step is not None
+        step.cancel()
+        return await hand_over(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "_hand_over", hand_over_while_stopping)
+    step = asyncio.create_task(runner.run_step(runtime, step_run_id))
+    with pytest.raises(asyncio.CancelledError):
+        await step
+    await asyncio.gather(*list(runner.releasing), return_exceptions=True)
+    await flush_closing_connections()
+    monkeypatch.undo()
+    await kill(runtime)
+
+    await runner.run_step(second_runtime, step_run_id)
+
+    assert len(sink.handler.to("stopped-in-hand-over@example.com")) == 1
+    message = await message_of(runtime, sequence_id)
+    assert message.state == "sent"

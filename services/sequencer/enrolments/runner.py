@@ -61,7 +61,7 @@ IN_PROGRESS = frozenset({"sending", "awaiting_reply"})
 COUNTED_BY_CAP = ("sending", "awaiting_reply", "sent", "retrying")
 OUTCOME_WRITE_TRIES = 5
 
-# Sessions of hand-overs being closed in the background (referenced so they are not collected).
+# Connections of hand-overs being returned in the background (referenced so they are not collected).
 _closing: set[asyncio.Task[None]] = set()
 
 log = get_logger(__name__)
@@ -84,8 +84,8 @@ async def run_step(runtime: Runtime, step_run_id: int, *, due_next: list[int] | 
     With `due_next`, a step that a finished wait schedules for now is appended to it and gets no Redis
     wake-up, because the caller runs it at once. The sweep still finds it if the caller never does.
     """
-    # The claim, hand-over and outcome transactions share one connection, which saves a pool
-    # checkout and its liveness ping for each of them.
+    # The claim and outcome transactions share one connection, which saves a pool checkout and its
+    # liveness ping for each of them. The hand-over takes its own (see `_hand_over`).
     async with runtime.db.engine.connect() as connection:
         async with AsyncExitStack() as locks, AsyncSession(bind=connection, expire_on_commit=False) as session:
             attach_queue(session, runtime.redis, runtime.settings.namespace)
@@ -619,7 +619,7 @@ async def _deliver(runtime: Runtime, delivery: Delivery, connection: AsyncConnec
     async def before_final_dot() -> bool:
         nonlocal handing_over
         handing_over = True
-        return await _hand_over(runtime, delivery, connection)
+        return await _hand_over(runtime, delivery)
 
     # The SMTP transaction runs in a task of its own, as in a batch, so that a stopping worker can
     # let a send whose hand-over may be committed write its final dot instead of losing the message.
@@ -670,29 +670,33 @@ async def release_claim(runtime: Runtime, delivery: Delivery) -> None:
         await session.commit()
 
 
-async def _hand_over(runtime: Runtime, delivery: Delivery, connection: AsyncConnection) -> bool:
+async def _hand_over(runtime: Runtime, delivery: Delivery) -> bool:
     """Record that the server may hold the message from now on; False when the claim was lost.
 
-    The session is closed in the background: a worker killed between this commit and the final dot
-    loses the message (it counts as sent), so nothing else should wait in between.
+    The update runs on a connection of its own, in autocommit mode. A stopping worker lets a send
+    whose hand-over began finish, while the step's connection closes as the step is cancelled: on
+    that connection the hand-over could commit and then fail, and its message was never sent. The
+    connection is returned in the background, because a worker killed between this commit and the
+    final dot loses the message (it counts as sent), so nothing else should wait in between.
     """
-    session = AsyncSession(bind=connection, expire_on_commit=False)
+    statement = (
+        update(SentMessage)
+        .where(
+            col(SentMessage.id) == delivery.message_row_id,
+            col(SentMessage.claimed_by) == runtime.worker_id,
+            col(SentMessage.state) == "sending",
+        )
+        .values(state="awaiting_reply", updated_at=clock.now())
+    )
+    connection = await runtime.db.engine.connect()
     try:
         async with runtime.writing():
-            result = await session.exec(
-                update(SentMessage)
-                .where(
-                    col(SentMessage.id) == delivery.message_row_id,
-                    col(SentMessage.claimed_by) == runtime.worker_id,
-                    col(SentMessage.state) == "sending",
-                )
-                .values(state="awaiting_reply", updated_at=clock.now())
-            )
-            await session.commit()
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            result = await autocommit.execute(statement)
     except BaseException:
-        await session.close()
+        await asyncio.shield(connection.close())
         raise
-    closing = asyncio.get_running_loop().create_task(session.close())
+    closing = asyncio.get_running_loop().create_task(connection.close())
     _closing.add(closing)
     closing.add_done_callback(_closing.discard)
     return bool(result.rowcount)
