@@ -14,7 +14,7 @@ from services.kit.logging import get_logger
 from services.scoring.history.service import contact_document, events_of, facts_of, lock_contacts
 from services.scoring.jobs.models import ScoringJob
 from services.scoring.jobs.service import SUPERSEDED, JobStopped
-from services.scoring.rules import CompiledRuleSet, Replay, ScoringInputError, replay
+from services.scoring.rules import CompiledRuleSet, Replay, replay_many
 from services.scoring.rulesets.service import ActiveModel, compiled_version, get_model
 from services.scoring.scores.models import LedgerRow
 from services.scoring.scores.service import ScoringRun, load_books, replace_ledgers
@@ -48,12 +48,9 @@ def replay_all(
     now: datetime,
 ) -> dict[str, Replay]:
     """Replay each contact's history (CPU-bound; runs in a thread). A contact whose input is malformed is left out."""
-    ledgers = {}
-    for contact_id, contact in contacts.items():
-        try:
-            ledgers[contact_id] = replay(compiled, contact=contact, events=history.get(contact_id, []), now=now)
-        except ScoringInputError as error:
-            log.error("rescore.contact_skipped", contact_id=contact_id, field=error.field, error=error.message)
+    ledgers, failed = replay_many(compiled, contacts, history, now=now)
+    for contact_id, error in failed.items():
+        log.error("rescore.contact_skipped", contact_id=contact_id, field=error.field, error=error.message)
     return ledgers
 
 

@@ -37,7 +37,7 @@ from services.scoring.rules.model import (
     RuleKind,
     RuleSet,
 )
-from services.scoring.rules.replay import Replay, replay
+from services.scoring.rules.replay import Replay, replay, replay_many
 from services.scoring.rules.scorer import (
     EntryReason,
     EntryScore,
@@ -101,6 +101,7 @@ __all__ = (
     "parse_rule_set_yaml",
     "period_start",
     "replay",
+    "replay_many",
     "roc_auc",
     "youden_threshold",
 )
