@@ -41,15 +41,7 @@ from services.scoring.history.service import (
 )
 from services.scoring.history.models import ContactFacts
 from services.scoring.rulesets.service import ActiveModel, active_models
-from services.scoring.scores.service import (
-    LEDGER,
-    ScoringRun,
-    load_books,
-    match_batch,
-    pattern_reach,
-    score_event,
-    score_fit,
-)
+from services.scoring.scores.service import LEDGER, ScoringRun, load_books, pattern_reach, score_event, score_fit
 
 log = get_logger(__name__)
 
@@ -105,7 +97,6 @@ def _scoring_run(session: AsyncSession, ctx: dict[str, Any], *, source: str, now
         run._thresholds = cache.setdefault("thresholds", {})
         run.books = cache.setdefault("books", {})
         run.history = cache.get("recent")
-        run.matches = cache.get("matches", {})
     return run
 
 
@@ -155,7 +146,6 @@ async def prefetch_batch(session: AsyncSession, envelopes: list[EventEnvelope], 
     if names:
         books = await load_books(session, contact_ids, names)
         cache.setdefault("books", {}).update({(contact_id, names): book for contact_id, book in books.items()})
-        cache["matches"] = match_batch(models, [scored_event(event) for event in events if not is_machine_event(event.properties)])
 
     # Pattern rules look at the events around each event. For the contacts whose events of this
     # batch are all stored by now, those are read here with one statement.

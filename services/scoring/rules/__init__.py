@@ -26,15 +26,7 @@ from services.scoring.rules.calibration import (
 )
 from services.scoring.rules.compiler import CompiledRuleSet, compile_rule_set
 from services.scoring.rules.errors import EngineError, RuleError, RuleSetInvalid, ScoringInputError
-from services.scoring.rules.facts import EventRecord, parse_event
-from services.scoring.rules.matching import (
-    RuleMatch,
-    events_match_alone,
-    match_event,
-    match_events_alone,
-    match_fit,
-    match_fit_many,
-)
+from services.scoring.rules.matching import RuleMatch, match_event, match_fit
 from services.scoring.rules.model import (
     Cap,
     CapPeriod,
@@ -77,7 +69,6 @@ __all__ = (
     "EngineError",
     "EntryReason",
     "EntryScore",
-    "EventRecord",
     "FitRule",
     "LedgerEntry",
     "LedgerTotals",
@@ -100,15 +91,11 @@ __all__ = (
     "compute_score",
     "cross_threshold",
     "decile_conversion",
-    "events_match_alone",
     "fit_changes",
     "fit_points",
     "load_rule_set",
     "match_event",
-    "match_events_alone",
     "match_fit",
-    "match_fit_many",
-    "parse_event",
     "parse_rule_set",
     "parse_rule_set_json",
     "parse_rule_set_yaml",

@@ -30,16 +30,12 @@ from services.scoring.rules import (
     RuleSet,
     ScoreBreakdown,
     ScoreTally,
-    RuleMatch,
     ScoringInputError,
     award,
-    events_match_alone,
     fit_changes,
     fit_points,
     match_event,
-    match_events_alone,
     match_fit,
-    parse_event,
 )
 from services.scoring.rulesets.service import ActiveModel
 from services.scoring.scores.models import ContactScore, LedgerRow
@@ -124,8 +120,6 @@ class ScoringRun:
     books: dict[tuple[str, tuple[str, ...]], "ContactBook"] = field(default_factory=dict)
     # The events a batch read at once for its pattern rules; None reads them per event.
     history: RecentHistory | None = None
-    # The rules a batch's events matched, by model and event id, for models whose events match alone.
-    matches: Mapping[tuple[str, str], list[RuleMatch]] = field(default_factory=dict)
 
     async def book(self, contact_id: str) -> "ContactBook":
         """Return the contact's book for this run's models, read once per transaction."""
@@ -272,10 +266,7 @@ async def score_event(
 
     for model in models:
         try:
-            matched = run.matches.get((model.name, event.id))
-            if matched is None:
-                matched = match_event(model.compiled, contact=contact, event=document, recent_events=recent)
-            entries = _event_entries(model, book, contact, matched, run.now)
+            entries = _event_entries(model, book, contact, document, recent, run.now)
         except ScoringInputError as error:
             # Malformed input would fail on every retry, so it is logged and skipped instead.
             log.error("score.event_rejected", model=model.name, event_id=event.id, field=error.field, error=error.message)
@@ -285,9 +276,15 @@ async def score_event(
 
 
 def _event_entries(
-    model: ActiveModel, book: ContactBook, contact: dict[str, object], matches: list[RuleMatch], now: datetime
+    model: ActiveModel,
+    book: ContactBook,
+    contact: dict[str, object],
+    document: dict[str, object],
+    recent: list[dict[str, object]],
+    now: datetime,
 ) -> list[LedgerEntry]:
     entries = book.entries(model.name)
+    matches = match_event(model.compiled, contact=contact, event=document, recent_events=recent)
     new_entries = []
     if matches:
         new_entries = award(model.rule_set, matches, totals=ledger_totals(model, book))
@@ -421,27 +418,6 @@ async def evaluate_triggers(
         )
         if state is not None:
             book.states[trigger.key] = state
-
-
-def match_batch(models: Sequence[ActiveModel], events: Sequence[HistoryEvent]) -> dict[tuple[str, str], list[RuleMatch]]:
-    """Match a batch's events for each model whose events match alone, in shared engine sessions.
-
-    Setting up an engine session costs more than matching one event in it. An event that fails
-    the checks is left out, and its own scoring reports it.
-    """
-    records = []
-    for event in events:
-        try:
-            records.append(parse_event(event_document(event), "event"))
-        except ScoringInputError:
-            continue
-
-    found: dict[tuple[str, str], list[RuleMatch]] = {}
-    for model in models:
-        if records and events_match_alone(model.compiled):
-            for record, matches in zip(records, match_events_alone(model.compiled, records), strict=True):
-                found[(model.name, record.id)] = matches
-    return found
 
 
 def pattern_reach(models: Sequence[ActiveModel]) -> tuple[timedelta, frozenset[str]]:

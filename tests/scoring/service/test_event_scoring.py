@@ -12,8 +12,6 @@ from services.kit.contracts import scoring as scoring_topics
 from services.kit.erasure import erased_key
 from services.scoring.db import ProcessedEvent
 from services.scoring.history.models import ContactFacts, ErasedContact, ScoredEvent
-from services.scoring.rules import CompiledRuleSet, events_match_alone
-from services.scoring.scores import service as score_service
 from services.scoring.scores.models import ContactScore, LedgerRow
 from tests.scoring.service.support import (
     NOW,
@@ -387,35 +385,6 @@ async def test_batch_of_known_contacts_scores_as_single_events(scoring: ScoringH
     assert outcomes == {"applied": len(mixed)}
     assert scoring.consumer.split_batches == 0
     await _assert_same_score(scoring, model, batched, one_by_one)
-
-
-async def test_batch_matches_events_together(scoring: ScoringHarness, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rules that read the event alone match a batch's events together, with the scores of one by one."""
-    clock.freeze(NOW)
-    document = {**RULES, "rules": [rule for rule in RULES["rules"] if rule["kind"] != "pattern" and "contact_when" not in rule]}
-    model = str((await scoring.put_model(document))["name"])
-    one_by_one, batched, other = new_id(), new_id(), new_id()
-    for item in _history(one_by_one):
-        await scoring.deliver(item)
-    for contact in (batched, other):
-        await scoring.deliver(_history(contact)[0])
-    single_matches: list[str] = []
-    match_event = score_service.match_event
-
-    def counted(compiled: CompiledRuleSet, **kwargs: Any) -> Any:
-        # The default model has pattern rules, so its events are still matched one by one.
-        if events_match_alone(compiled):
-            single_matches.append(kwargs["event"]["id"])
-        return match_event(compiled, **kwargs)
-
-    monkeypatch.setattr(score_service, "match_event", counted)
-    mixed = [item for pair in zip(_history(batched)[1:], _history(other)[1:]) for item in pair]
-    outcomes = await scoring.deliver_batch(*mixed)
-
-    assert outcomes == {"applied": len(mixed)}
-    assert single_matches == []
-    got = await _assert_same_score(scoring, model, batched, one_by_one)
-    assert {row["rule"] for row in got["ledger"]} >= {"pricing-visit", "download", "click", "vp-title"}
 
 
 async def test_batch_drops_events_after_erasure(scoring: ScoringHarness) -> None:
