@@ -344,3 +344,37 @@ async def test_stop_during_hand_over_sends_once(
     assert len(sink.handler.to("stopped-in-hand-over@example.com")) == 1
     message = await message_of(runtime, sequence_id)
     assert message.state == "sent"
+
+
+async def test_hand_overs_beside_heartbeat_send_all(runtime: Runtime, sink: Sink, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten steps reaching the hand-over together, while a heartbeat waits to write, neither stall nor fail.
+
+    Each hand-over takes a connection of its own. On SQLite, taking it before the write lock left the
+    heartbeat holding the lock while the hand-overs held the pool's last connections.
+    """
+    clock.freeze(START)
+    addresses = [f"together{number}@example.com" for number in range(10)]
+    step_run_ids = [(await one_email_step(runtime, address))[1] for address in addresses]
+    hand_over = runner._hand_over
+    arrived = 0
+    everyone = asyncio.Event()
+    beats: list[asyncio.Task[None]] = []
+
+    async def hand_over_together(*args: object) -> bool:
+        nonlocal arrived
+        arrived += 1
+        if arrived == min(len(addresses), runtime.settings.smtp_connections):
+            beats.append(asyncio.create_task(beat(runtime)))
+            await asyncio.sleep(0)
+            everyone.set()
+        await asyncio.wait_for(everyone.wait(), 10)
+        return await hand_over(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "_hand_over", hand_over_together)
+    async with asyncio.timeout(20):
+        outcomes = await asyncio.gather(*(runner.run_step(runtime, step_run_id) for step_run_id in step_run_ids))
+        await asyncio.gather(*beats)
+    await flush_closing_connections()
+
+    assert outcomes == ["sent"] * len(addresses)
+    assert [len(sink.handler.to(address)) for address in addresses] == [1] * len(addresses)

@@ -688,14 +688,16 @@ async def _hand_over(runtime: Runtime, delivery: Delivery) -> bool:
         )
         .values(state="awaiting_reply", updated_at=clock.now())
     )
-    connection = await runtime.db.engine.connect()
-    try:
-        async with runtime.writing():
+    # The write lock comes before the connection. Hand-overs waiting for the lock then hold no
+    # connection, so whoever holds the lock, such as a heartbeat, finds one in the pool.
+    async with runtime.writing():
+        connection = await runtime.db.engine.connect()
+        try:
             autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
             result = await autocommit.execute(statement)
-    except BaseException:
-        await asyncio.shield(connection.close())
-        raise
+        except BaseException:
+            await asyncio.shield(connection.close())
+            raise
     closing = asyncio.get_running_loop().create_task(connection.close())
     _closing.add(closing)
     closing.add_done_callback(_closing.discard)
