@@ -82,9 +82,11 @@ def replay_many(
     ordered: dict[str, list[tuple[EventRecord, Mapping[str, Any]]]] = {}
     for contact_id, contact in contacts.items():
         try:
+            # The events first, as `replay` checks them, so both report the same error.
+            events = _ordered_events(histories.get(contact_id, []))
             if not isinstance(contact, Mapping):
                 raise ScoringInputError("contact", "must be an object")
-            ordered[contact_id] = _ordered_events(histories.get(contact_id, []))
+            ordered[contact_id] = events
         except ScoringInputError as error:
             failed[contact_id] = error
 

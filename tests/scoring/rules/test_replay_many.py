@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.scoring.rules import CompiledRuleSet, match_event, match_fit, replay, replay_many
+from services.scoring.rules import CompiledRuleSet, ScoringInputError, match_event, match_fit, replay, replay_many
 from services.scoring.rules import matching
 from services.scoring.rules.facts import parse_event
 from services.scoring.rules.matching import events_match_alone, match_events_alone, match_fit_many
@@ -137,3 +137,16 @@ def test_matches_equal_one_by_one(compile_document: CompileDocument) -> None:
     assert together == [match_event(compiled, contact={}, event=raw) for raw in events]
     assert fits == [match_fit(compiled, contact=contact) for contact in contacts.values()]
     assert any(len(matches) > 1 for matches in together)
+
+
+def test_errors_equal_replay_alone(compile_document: CompileDocument) -> None:
+    compiled = compile_document(without_pattern())
+    contacts = {"both": "not a contact", "contact": "not a contact"}
+    histories = {"both": [{"id": "bad", "type": "page_view", "occurred_at": "yesterday"}], "contact": []}
+
+    _, failed = replay_many(compiled, contacts, histories, now=NOW)
+
+    for contact_id, contact in contacts.items():
+        with pytest.raises(ScoringInputError) as alone:
+            replay(compiled, contact=contact, events=histories[contact_id], now=NOW)  # type: ignore[arg-type]
+        assert failed[contact_id].field == alone.value.field
