@@ -152,11 +152,25 @@ _UNAVAILABLE_SQLSTATE_CLASSES = ("08",)
 _UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
 
 
+# SQLSTATE codes of a transaction PostgreSQL rolled back because it collided with another one:
+# 40P01 is a deadlock, 40001 a serialization failure. Running it again is expected to succeed.
+_CONFLICT_SQLSTATES = {"40P01", "40001"}
+
+
+def _sqlstate(error: DBAPIError) -> str:
+    return str(getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None) or "")
+
+
+def is_transaction_conflict(error: DBAPIError) -> bool:
+    """Tell whether the database rolled the transaction back as a deadlock or serialization victim."""
+    return _sqlstate(error) in _CONFLICT_SQLSTATES
+
+
 def _is_connection_failure(error: DBAPIError) -> bool:
     if error.connection_invalidated or isinstance(error, OperationalError):
         return True
 
-    sqlstate = str(getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None) or "")
+    sqlstate = _sqlstate(error)
     return sqlstate in _UNAVAILABLE_SQLSTATES or sqlstate.startswith(_UNAVAILABLE_SQLSTATE_CLASSES)
 
 
@@ -184,6 +198,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, error: DBAPIError) -> JSONResponse:
+        if is_transaction_conflict(error):
+            # The transaction was rolled back whole, so the client may send the request again.
+            log.warning("request.database_conflict", path=request.url.path, error=str(error.orig)[:200])
+            return problem_response(Unavailable("the request collided with concurrent work and was rolled back; retry it", retry_after_s=1), request)
         if not _is_connection_failure(error):
             log.exception("request.database_error", path=request.url.path)
             return problem_response(Problem("the request failed on a database error"), request)
