@@ -77,6 +77,11 @@ class EventIn(BaseModel):
         # before it forwards it, and that fails on deep nesting.
         if _nesting_depth(value) > MAX_PROPERTY_DEPTH:
             raise ValueError(f"properties are nested more than {MAX_PROPERTY_DEPTH} levels deep; flatten them")
+        # A lone surrogate such as \ud800 is valid JSON but not text. Stored, it would reach the
+        # scoring engine, which rejects it, and each rescore of a model whose rules read it would fail.
+        path = _first_invalid_text(value)
+        if path is not None:
+            raise ValueError(f"properties.{path} is invalid text: it contains a lone surrogate such as \\ud800; send UTF-8 text")
         return value
 
     @model_validator(mode="after")
@@ -84,6 +89,28 @@ class EventIn(BaseModel):
         if not self.contact_id and not self.email:
             raise ValueError("either contact_id or email is required")
         return self
+
+
+def _first_invalid_text(value: object) -> str | None:
+    """Return the path of the first key or string in `value` that cannot be encoded as UTF-8, or None."""
+    pending: list[tuple[object, str]] = [(value, "")]
+    while pending:
+        item, path = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return path
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                # The path goes into the error message, so a bad key is written with escapes.
+                name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+                child_path = f"{path}.{name}" if path else name
+                pending.append((key, child_path))
+                pending.append((child, child_path))
+        elif isinstance(item, list):
+            pending.extend((child, f"{path}[{index}]") for index, child in enumerate(item))
+    return None
 
 
 def _nesting_depth(value: object) -> int:
