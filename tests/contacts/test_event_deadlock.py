@@ -25,9 +25,9 @@ async def deadlocked_batch(client: httpx.AsyncClient, db: Database) -> tuple[htt
     first, second = ids
     events = [{"id": uuid.uuid4().hex, "contact_id": contact_id, "type": "page_view"} for contact_id in (second, first)]
 
-    # Another transaction, such as a worker's stage change, locks the contacts in the other order:
-    # the batch's insert holds the second contact and waits for the first, and PostgreSQL aborts
-    # the batch, which waited first, when the other transaction requests the second.
+    # Another transaction, such as a worker's stage change, locks the contacts in the other order.
+    # The batch's insert locks the second contact and waits for the first. When the other
+    # transaction requests the second, PostgreSQL aborts the batch, because it waited first.
     async with db.engine.connect() as other:
         await other.begin()
         await other.execute(LOCK, {"id": first})

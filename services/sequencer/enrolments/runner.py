@@ -689,7 +689,7 @@ async def _hand_over(runtime: Runtime, delivery: Delivery) -> bool:
         .values(state="awaiting_reply", updated_at=clock.now())
     )
     # The write lock comes before the connection. Hand-overs waiting for the lock then hold no
-    # connection, so whoever holds the lock, such as a heartbeat, finds one in the pool.
+    # connection, so the task with the lock, such as a heartbeat, finds one in the pool.
     async with runtime.writing():
         connection = await runtime.db.engine.connect()
         try:
